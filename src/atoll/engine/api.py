@@ -1,0 +1,143 @@
+"""The engine interface every kind implements, and the write batch. Pure: no I/O.
+
+Later layers (the Raft host, KV regions, node-local indexes) call exactly these
+names; `open_engine` in `atoll.engine` picks the implementation by kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol, Self
+
+# Operation codes inside a WriteBatch. They are also written to the WAL
+# (docs/formats.md, "WAL record"): the numbers are permanent.
+OP_DELETE = 0
+OP_PUT = 1
+OP_DELETE_RANGE = 2
+
+
+def check_bytes(name: str, value: object) -> None:
+    """Raise TypeError unless `value` is exactly `bytes` (not bytearray or memoryview)."""
+    if type(value) is not bytes:
+        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+
+
+class WriteBatch:
+    """An ordered list of puts, deletes and range deletes applied atomically.
+
+    Later operations in a batch override earlier ones on the same key.
+    """
+
+    __slots__ = ("ops", "size_bytes")
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[int, bytes, bytes]] = []
+        self.size_bytes = 0
+
+    def put(self, key: bytes, value: bytes) -> Self:
+        if type(key) is not bytes or type(value) is not bytes:
+            check_bytes("key", key)
+            check_bytes("value", value)
+        self.ops.append((OP_PUT, key, value))
+        self.size_bytes += len(key) + len(value)
+        return self
+
+    def delete(self, key: bytes) -> Self:
+        check_bytes("key", key)
+        self.ops.append((OP_DELETE, key, b""))
+        self.size_bytes += len(key)
+        return self
+
+    def delete_range(self, start: bytes, end: bytes) -> Self:
+        """Delete every key in `[start, end)`; an empty or inverted range does nothing."""
+        check_bytes("start", start)
+        check_bytes("end", end)
+        self.ops.append((OP_DELETE_RANGE, start, end))
+        self.size_bytes += len(start) + len(end)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def clear(self) -> None:
+        self.ops.clear()
+        self.size_bytes = 0
+
+
+class ReadView(Protocol):
+    """What both an engine and a snapshot of it can answer."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(
+        self, start: bytes = b"", end: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class Snapshot(ReadView, Protocol):
+    """A point-in-time view; a context manager that releases itself on exit."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Engine(ReadView, Protocol):
+    """An ordered byte-key store. Thread-safe. Keys and values are `bytes`."""
+
+    def put(self, key: bytes, value: bytes, sync: bool = False) -> None: ...
+
+    def delete(self, key: bytes, sync: bool = False) -> None: ...
+
+    def write(self, batch: WriteBatch, sync: bool = False) -> None: ...
+
+    def snapshot(self) -> Snapshot: ...
+
+    def checkpoint(self, path: str) -> None: ...
+
+    def approximate_size(self, start: bytes, end: bytes) -> int: ...
+
+    def compact_range(self, start: bytes | None = None, end: bytes | None = None) -> None: ...
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable in the engine's main files (LSM: flush
+        the memtable to an SSTable). Tests and benchmarks use it; callers need not."""
+        ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class EngineBase:
+    """Shared plumbing: `put`/`delete` are one-op batches; context-manager support."""
+
+    def write(self, batch: WriteBatch, sync: bool = False) -> None:
+        raise NotImplementedError
+
+    def put(self, key: bytes, value: bytes, sync: bool = False) -> None:
+        batch = WriteBatch()
+        batch.put(key, value)
+        self.write(batch, sync)
+
+    def delete(self, key: bytes, sync: bool = False) -> None:
+        batch = WriteBatch()
+        batch.delete(key)
+        self.write(batch, sync)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_scan_args(start: object, end: object) -> None:
+    check_bytes("start", start)
+    if end is not None:
+        check_bytes("end", end)

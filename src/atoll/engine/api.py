@@ -28,11 +28,12 @@ class WriteBatch:
     Later operations in a batch override earlier ones on the same key.
     """
 
-    __slots__ = ("ops", "size_bytes")
+    __slots__ = ("ops", "range_deletes", "size_bytes")
 
     def __init__(self) -> None:
         self.ops: list[tuple[int, bytes, bytes]] = []
         self.size_bytes = 0
+        self.range_deletes = 0
 
     def put(self, key: bytes, value: bytes) -> Self:
         if type(key) is not bytes or type(value) is not bytes:
@@ -54,6 +55,7 @@ class WriteBatch:
         check_bytes("end", end)
         self.ops.append((OP_DELETE_RANGE, start, end))
         self.size_bytes += len(start) + len(end)
+        self.range_deletes += 1
         return self
 
     def __len__(self) -> int:
@@ -62,6 +64,7 @@ class WriteBatch:
     def clear(self) -> None:
         self.ops.clear()
         self.size_bytes = 0
+        self.range_deletes = 0
 
 
 class ReadView(Protocol):

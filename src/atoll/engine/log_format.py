@@ -1,0 +1,110 @@
+"""Record framing shared by WAL segments and the MANIFEST (docs/formats.md §1). Pure.
+
+A log file is a 16-byte file header followed by records:
+
+    file header: magic (8) | version u8 | file kind u8 | reserved (6, zero)
+    record:      length u32 LE | crc32c u32 LE | payload (length bytes)
+
+The CRC covers the 4 length bytes and the payload. A reader tells a torn tail (an
+incomplete or garbled *last* record: normal after a crash) from corruption (a bad
+record followed by a good one: never normal) and reports the latter as
+`CorruptionError` with the file and offset.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from crc32c import crc32c
+
+from atoll.base.errors import CorruptionError
+
+WAL_MAGIC = b"ATOLLWAL"
+MANIFEST_MAGIC = b"ATOLLMAN"
+LOG_FORMAT_VERSION = 1
+FILE_KIND_WAL = 1
+FILE_KIND_MANIFEST = 2
+FILE_HEADER_SIZE = 16
+RECORD_HEADER_SIZE = 8
+# A single record may not exceed this (a batch of many 16 MiB values is split by callers
+# long before); it bounds what a garbled length field can make a reader allocate.
+MAX_RECORD_BYTES = 1 << 30
+
+_HEADER = struct.Struct("<8sBB6x")
+_REC = struct.Struct("<II")
+
+
+def file_header(magic: bytes, kind: int) -> bytes:
+    return _HEADER.pack(magic, LOG_FORMAT_VERSION, kind)
+
+
+def frame(payload: bytes) -> bytes:
+    """One record: length, CRC over (length bytes + payload), payload."""
+    length = len(payload).to_bytes(4, "little")
+    crc = crc32c(payload, crc32c(length))
+    return length + crc.to_bytes(4, "little") + payload
+
+
+@dataclass(frozen=True)
+class LogContents:
+    records: list[bytes]
+    valid_end: int  # offset just past the last good record
+    torn_tail: bool  # bytes after valid_end were dropped as an incomplete tail
+
+
+def check_file_header(data: bytes, magic: bytes, kind: int, path: str) -> None:
+    if len(data) < FILE_HEADER_SIZE:
+        raise CorruptionError("log file shorter than its header", file=path, offset=0)
+    got_magic, version, got_kind = _HEADER.unpack_from(data, 0)
+    if got_magic != magic or got_kind != kind:
+        raise CorruptionError(f"bad log file magic {got_magic!r}", file=path, offset=0)
+    if version != LOG_FORMAT_VERSION:
+        raise CorruptionError(f"unsupported log format version {version}", file=path, offset=8)
+
+
+def _record_at(data: bytes, offset: int) -> tuple[bytes | None, int]:
+    """(payload or None if torn/garbled, declared end offset) of the record at `offset`."""
+    size = len(data)
+    if offset + RECORD_HEADER_SIZE > size:
+        return None, size
+    length, crc = _REC.unpack_from(data, offset)
+    end = offset + RECORD_HEADER_SIZE + length
+    if length == 0 or length > MAX_RECORD_BYTES or end > size:
+        return None, end
+    payload = data[offset + RECORD_HEADER_SIZE : end]
+    if crc32c(payload, crc32c(data[offset : offset + 4])) != crc:
+        return None, end
+    return payload, end
+
+
+def parse_log(data: bytes, magic: bytes, kind: int, path: str) -> LogContents:
+    """Split a whole log file into record payloads (see module docstring for the rules).
+
+    A file cut inside its header (a crash right after creation) is an empty log.
+    """
+    if len(data) < FILE_HEADER_SIZE:
+        return LogContents([], 0, bool(data))
+    check_file_header(data, magic, kind, path)
+    records: list[bytes] = []
+    offset = FILE_HEADER_SIZE
+    size = len(data)
+    while offset < size:
+        payload, end = _record_at(data, offset)
+        if payload is None:
+            # A bad record followed by a good one is corruption in the middle; anything
+            # else (short header, length past EOF, garbage to the end) is a torn tail.
+            if end < size and _record_at(data, end)[0] is not None:
+                length, crc = _REC.unpack_from(data, offset)
+                actual = crc32c(data[offset + 8 : end], crc32c(data[offset : offset + 4]))
+                raise CorruptionError(
+                    "corrupt log record before valid records",
+                    file=path,
+                    offset=offset,
+                    expected=crc,
+                    actual=actual,
+                )
+            return LogContents(records, offset, True)
+        records.append(payload)
+        offset = end
+    return LogContents(records, offset, False)

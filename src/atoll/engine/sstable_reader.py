@@ -1,0 +1,166 @@
+"""Reads an SSTable through mmap with a shared block cache (docs/formats.md §3). Does I/O.
+
+Point reads check the bloom filter, find the block by binary search over the index,
+and binary-search the block without decoding it. Iteration decodes whole blocks
+column-wise. Every block's CRC is checked when it enters the cache; a mismatch raises
+`CorruptionError` naming the file and offset.
+
+A reader stays valid after its file is unlinked (POSIX keeps mapped pages), so a point
+read racing with a compaction that obsoletes the file still answers correctly.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from atoll.base.errors import CorruptionError
+from atoll.engine.block_cache import BlockCache
+from atoll.engine.bloom import BloomFilter
+from atoll.engine.sstable_format import (
+    FILE_HEADER,
+    FOOTER_SIZE,
+    HANDLE,
+    KIND_DELETE,
+    SST_FORMAT_VERSION,
+    SST_MAGIC,
+    Block,
+    decode_footer,
+)
+
+# An entry as merged by iterators: (user key, sequence key, value or None for a
+# tombstone). The sequence key is -seq going forward and +seq going backward, so that
+# plain tuple order puts the newest version of a key first in either direction.
+Entry = tuple[bytes, int, bytes | None]
+
+
+class TableReader:
+    def __init__(self, path: str, number: int, cache: BlockCache) -> None:
+        self.path = path
+        self.number = number
+        self._cache = cache
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < FILE_HEADER.size + FOOTER_SIZE:
+                raise CorruptionError("SSTable too short", file=path, offset=0)
+            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.size = size
+        magic, version = FILE_HEADER.unpack_from(self._mm, 0)
+        if magic != SST_MAGIC or version != SST_FORMAT_VERSION:
+            raise CorruptionError(f"bad SSTable header {magic!r} v{version}", file=path, offset=0)
+        io, isz, bo, bsz, self.entries = decode_footer(
+            self._mm[size - FOOTER_SIZE :], path, size - FOOTER_SIZE
+        )
+        if io + isz > size or bo + bsz > size:
+            raise CorruptionError("SSTable footer handles out of range", file=path, offset=io)
+        index = Block(self._mm[io : io + isz], path, io)
+        keys, _, values = index.columns()
+        self.last_keys: list[bytes] = keys
+        handles = [HANDLE.unpack(v) for v in values if v is not None]
+        self.offsets = [h[0] for h in handles]
+        self.sizes = [h[1] for h in handles]
+        self.bloom = self._load_bloom(bo, bsz)
+
+    def _load_bloom(self, offset: int, size: int) -> BloomFilter:
+        from crc32c import crc32c
+
+        raw = self._mm[offset : offset + size]
+        stored = int.from_bytes(raw[-4:], "little")
+        actual = crc32c(raw[:-4])
+        if stored != actual:
+            raise CorruptionError(
+                "SSTable bloom block checksum mismatch",
+                file=self.path,
+                offset=offset,
+                expected=stored,
+                actual=actual,
+            )
+        try:
+            return BloomFilter(raw[:-4])
+        except ValueError as err:
+            raise CorruptionError(str(err), file=self.path, offset=offset) from err
+
+    def block(self, i: int) -> Block:
+        offset = self.offsets[i]
+        key = (self.number, offset)
+        block = self._cache.get(key)
+        if block is None:
+            block = Block(self._mm[offset : offset + self.sizes[i]], self.path, offset)
+            self._cache.put(key, block)
+        return block
+
+    def get(self, key: bytes, seq_limit: int) -> tuple[bool, bytes | None]:
+        """(found, value) of the newest version of `key` with seq <= seq_limit.
+
+        found with value None means a tombstone: the key is deleted as of that version.
+        """
+        if not self.bloom.may_contain(key):
+            return False, None
+        i = bisect_left(self.last_keys, key)
+        nblocks = len(self.offsets)
+        first = True
+        while i < nblocks:
+            b = self.block(i)
+            j = b.seek(key) if first else 0
+            first = False
+            n = b.n
+            while j < n:
+                if b.key(j) != key:
+                    return False, None
+                if b.seqs[j] <= seq_limit:
+                    if b.kinds[j] == KIND_DELETE:
+                        return True, None
+                    return True, b.value(j)
+                j += 1
+            i += 1
+        return False, None
+
+    def iterate(self, start: bytes, end: bytes | None, reverse: bool) -> Iterator[Entry]:
+        """Entries with start <= key < end (end None: unbounded) in merge order."""
+        if reverse:
+            return self._iterate_reverse(start, end)
+        return self._iterate_forward(start, end)
+
+    def _iterate_forward(self, start: bytes, end: bytes | None) -> Iterator[Entry]:
+        i = bisect_left(self.last_keys, start)
+        for bi in range(i, len(self.offsets)):
+            keys, seqs, values = self.block(bi).columns()
+            lo = bisect_left(keys, start) if bi == i else 0
+            hi = len(keys)
+            done = False
+            if end is not None and keys[-1] >= end:
+                hi = bisect_left(keys, end)
+                done = True
+            yield from zip(keys[lo:hi], [-s for s in seqs[lo:hi]], values[lo:hi], strict=True)
+            if done:
+                return
+
+    def _iterate_reverse(self, start: bytes, end: bytes | None) -> Iterator[Entry]:
+        nblocks = len(self.offsets)
+        last = nblocks - 1 if end is None else min(bisect_left(self.last_keys, end), nblocks - 1)
+        for bi in range(last, -1, -1):
+            keys, seqs, values = self.block(bi).columns()
+            hi = len(keys) if end is None else bisect_left(keys, end)
+            lo = bisect_left(keys, start)
+            if hi > lo:
+                yield from zip(
+                    reversed(keys[lo:hi]), reversed(seqs[lo:hi]), reversed(values[lo:hi]), strict=True
+                )
+            if lo > 0:
+                return
+
+    def all_columns(self) -> Iterator[tuple[list[bytes], list[int], list[bytes | None]]]:
+        """Every block decoded, in order, bypassing the cache (compaction input)."""
+        for i in range(len(self.offsets)):
+            offset = self.offsets[i]
+            yield Block(self._mm[offset : offset + self.sizes[i]], self.path, offset).columns()
+
+    def approximate_offset(self, key: bytes) -> int:
+        """File offset where `key` would sit (for size estimates)."""
+        i = bisect_left(self.last_keys, key)
+        return self.offsets[i] if i < len(self.offsets) else self.size
+
+    def close(self) -> None:
+        self._mm.close()

@@ -1,12 +1,13 @@
-"""An LRU cache of checksum-verified SSTable blocks, bounded in bytes. No I/O.
+"""A cache of checksum-verified SSTable blocks, bounded in bytes. No I/O.
 
-Shared by every table of an engine; keyed by (table number, block offset). Thread-safe.
+Shared by every table of an engine; keyed by an int (table number << 24 | block
+index). Eviction is CLOCK (second chance), an LRU approximation whose hits cost one
+dict lookup and one flag store and take no lock; inserts and evictions take a lock.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
 from atoll.engine.sstable_format import Block
 
@@ -14,35 +15,40 @@ from atoll.engine.sstable_format import Block
 class BlockCache:
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity_bytes = capacity_bytes
-        self._blocks: OrderedDict[tuple[int, int], Block] = OrderedDict()
+        self._blocks: dict[int, Block] = {}
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[int, int]) -> Block | None:
-        with self._lock:
-            block = self._blocks.get(key)
-            if block is None:
-                self.misses += 1
-                return None
-            self._blocks.move_to_end(key)
-            self.hits += 1
-            return block
+    def get(self, key: int) -> Block | None:
+        block = self._blocks.get(key)
+        if block is None:
+            self.misses += 1  # counters are statistics: a lost increment is harmless
+            return None
+        block.referenced = True
+        self.hits += 1
+        return block
 
-    def put(self, key: tuple[int, int], block: Block) -> None:
+    def put(self, key: int, block: Block) -> None:
         size = len(block.data)
         if size > self.capacity_bytes // 4:
             return  # a huge block would evict everything else for one use
         with self._lock:
-            old = self._blocks.pop(key, None)
+            blocks = self._blocks
+            old = blocks.pop(key, None)
             if old is not None:
                 self._bytes -= len(old.data)
-            self._blocks[key] = block
+            blocks[key] = block
             self._bytes += size
-            while self._bytes > self.capacity_bytes and self._blocks:
-                _, evicted = self._blocks.popitem(last=False)
-                self._bytes -= len(evicted.data)
+            while self._bytes > self.capacity_bytes and blocks:
+                oldest = next(iter(blocks))
+                victim = blocks.pop(oldest)
+                if victim.referenced and len(blocks) > 1:
+                    victim.referenced = False  # second chance: back to the end
+                    blocks[oldest] = victim
+                else:
+                    self._bytes -= len(victim.data)
 
     def hit_ratio(self) -> float:
         total = self.hits + self.misses

@@ -24,7 +24,7 @@ from atoll.base.errors import invariant
 from atoll.engine.api import OP_PUT
 from atoll.engine.batch_codec import decode_batch
 from atoll.engine.log_format import FILE_KIND_WAL, WAL_MAGIC, parse_log
-from atoll.engine.sstable_format import KIND_DELETE, KIND_VALUE
+from atoll.engine.sstable_format import KIND_DELETE, KIND_VALUE, cut_points, entry_sizes
 from atoll.engine.sstable_reader import TableReader
 from atoll.engine.sstable_writer import TableInfo, write_table
 
@@ -190,15 +190,12 @@ def _table_cuts(keys: list[bytes], values: list[bytes], target: int) -> list[tup
     n = len(keys)
     if target <= 0:
         return [(0, n)] if n else []
-    cuts: list[tuple[int, int]] = []
+    ranges: list[tuple[int, int]] = []
     lo = 0
-    size = 0
-    for i in range(n):
-        size += len(keys[i]) + len(values[i]) + 17
-        if size >= target and i + 1 < n and keys[i + 1] != keys[i]:
-            cuts.append((lo, i + 1))
-            lo = i + 1
-            size = 0
-    if lo < n:
-        cuts.append((lo, n))
-    return cuts
+    for cut in cut_points(entry_sizes(keys, values), target):
+        while cut < n and keys[cut] == keys[cut - 1]:
+            cut += 1  # versions of one key stay in one table
+        if cut > lo:
+            ranges.append((lo, cut))
+            lo = cut
+    return ranges

@@ -343,7 +343,7 @@ class _LmdbIterator(Iterator[tuple[bytes, bytes]]):
 
     Owns the transaction when made by `LmdbEngine.scan` (`snapshot` is None) and
     aborts it once exhausted or closed; otherwise borrows the snapshot's, under the
-    snapshot's lock.
+    snapshot's lock. Like any iterator, one is for one thread at a time.
     """
 
     def __init__(
@@ -447,15 +447,30 @@ class _LmdbIterator(Iterator[tuple[bytes, bytes]]):
 
     def _release(self) -> None:
         """Drop the cursor and, if owned, abort the transaction. Caller holds the lock.
-        After the engine closed, LMDB has already invalidated both: just drop them."""
+
+        Once the engine (or the borrowed snapshot) is closed, LMDB has invalidated
+        both already: just drop them. The in-flight slot keeps `close()` from closing
+        the environment under the abort.
+        """
         cursor, txn = self._cursor, self._txn
         self._cursor = self._txn = None
-        if self._engine._closed:
+        owned_txn = txn if self._snapshot is None else None
+        if cursor is None and owned_txn is None:
             return
-        if cursor is not None:
-            cursor.close()
-        if txn is not None and self._snapshot is None:
-            txn.abort()
+        engine = self._engine
+        try:
+            engine._enter()
+        except EngineClosedError:
+            return
+        try:
+            if self._snapshot is not None and self._snapshot.closed:
+                return
+            if cursor is not None:
+                cursor.close()
+            if owned_txn is not None:
+                owned_txn.abort()
+        finally:
+            engine._exit()
 
 
 class LmdbSnapshot:

@@ -31,6 +31,7 @@ import os
 import re
 import threading
 import weakref
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -437,10 +438,11 @@ class LsmEngine(EngineBase):
                 found, value = t.reader.get(key, seq)
                 if found:
                     return value
-        for level in range(1, NUM_LEVELS):
-            if version.levels[level]:
-                t = version.find(level, key)
-                if t is not None:
+        for tables, largest in version.deep_levels:  # type: ignore[attr-defined]
+            i = bisect_left(largest, key)
+            if i < len(tables):
+                t = tables[i]
+                if t.smallest <= key:
                     found, value = t.reader.get(key, seq)
                     if found:
                         return value
@@ -796,8 +798,6 @@ class LsmEngine(EngineBase):
         for mem in (sv.mem, *sv.imms):
             keys = mem.sorted_keys()
             if keys:
-                from bisect import bisect_left
-
                 inside = bisect_left(keys, end) - bisect_left(keys, start)
                 total += mem.size_bytes * inside // len(keys)
         return total

@@ -32,8 +32,10 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from bisect import bisect_left
 from itertools import accumulate
+from typing import Any
+
+import numpy as np
 
 from crc32c import crc32c
 
@@ -77,32 +79,46 @@ def encode_block(keys: list[bytes], seqs: list[int], kinds: bytes, values: list[
     return payload + crc32c(payload).to_bytes(4, "little")
 
 
-def block_cuts(keys: list[bytes], values: list[bytes], block_size: int) -> list[int]:
-    """End indexes of consecutive blocks of about `block_size` bytes (at least one entry)."""
-    sizes = accumulate(len(k) + len(v) + ENTRY_OVERHEAD for k, v in zip(keys, values, strict=True))
-    cum = list(sizes)
-    cuts: list[int] = []
-    start = 0
-    n = len(cum)
-    while start < n:
-        base = cum[start - 1] if start else 0
-        end = bisect_left(cum, base + block_size, start) + 1
-        end = min(max(end, start + 1), n)
-        cuts.append(end)
-        start = end
+def entry_sizes(keys: list[bytes], values: list[bytes]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Cumulative encoded sizes of entries (for cutting blocks and tables), in C."""
+    n = len(keys)
+    sizes = np.fromiter(map(len, keys), dtype=np.int64, count=n)
+    sizes += np.fromiter(map(len, values), dtype=np.int64, count=n)
+    sizes += ENTRY_OVERHEAD
+    return np.cumsum(sizes)
+
+
+def cut_points(cumulative: np.ndarray[Any, np.dtype[np.int64]], chunk: int) -> list[int]:
+    """End indexes of consecutive runs of about `chunk` bytes each (at least one entry
+    per run; the last run ends at len(cumulative))."""
+    n = len(cumulative)
+    if n == 0:
+        return []
+    total = int(cumulative[-1])
+    marks = np.arange(chunk, total, chunk, dtype=np.int64)
+    ends = np.searchsorted(cumulative, marks, side="left") + 1
+    cuts = sorted({int(e) for e in ends if 0 < e < n})
+    cuts.append(n)
     return cuts
 
 
-class Block:
-    """A checksum-verified block with column views for lookups without full decoding."""
+def block_cuts(keys: list[bytes], values: list[bytes], block_size: int) -> list[int]:
+    """End indexes of consecutive blocks of about `block_size` bytes (at least one entry)."""
+    return cut_points(entry_sizes(keys, values), block_size)
 
-    __slots__ = ("data", "deletes", "kbase", "kinds", "koff", "n", "seqs", "vbase", "voff")
+
+class Block:
+    """A checksum-verified block. Only the key offsets are viewed at load; sequence
+    numbers, kinds and values are read on demand, so a point lookup that misses the
+    cache pays for one CRC, one binary search and one value slice."""
+
+    __slots__ = ("data", "kbase", "koff", "n", "referenced")
 
     def __init__(self, data: bytes, path: str, offset: int) -> None:
-        if len(data) < BLOCK_HEAD.size + 4:
-            raise CorruptionError("SSTable block too short", file=path, offset=offset)
+        size = len(data)
+        mv = memoryview(data)
         stored = int.from_bytes(data[-4:], "little")
-        actual = crc32c(memoryview(data)[:-4])
+        actual = crc32c(mv[:-4])
         if stored != actual:
             raise CorruptionError(
                 "SSTable block checksum mismatch",
@@ -111,32 +127,32 @@ class Block:
                 expected=stored,
                 actual=actual,
             )
-        n, flags = BLOCK_HEAD.unpack_from(data, 0)
-        self.n = n
-        self.deletes = bool(flags & 1)
-        pos = BLOCK_HEAD.size
-        offsets_end = pos + 8 * (n + 1)
-        seqs_end = offsets_end + 8 * n
-        if seqs_end + n > len(data) - 4:
+        n = int.from_bytes(data[:4], "little") if size >= 12 else -1
+        if n < 0 or 16 + 17 * n + 4 > size:
             raise CorruptionError("SSTable block header out of range", file=path, offset=offset)
-        mv = memoryview(data)
-        self.koff = _view(mv[pos : pos + 4 * (n + 1)], "I")
-        self.voff = _view(mv[pos + 4 * (n + 1) : offsets_end], "I")
-        self.seqs = _view(mv[offsets_end:seqs_end], "Q")
-        self.kinds = data[seqs_end : seqs_end + n]
-        self.kbase = seqs_end + n
-        self.vbase = self.kbase + self.koff[n]
-        if self.vbase + self.voff[n] != len(data) - 4:
-            raise CorruptionError("SSTable block lengths do not add up", file=path, offset=offset)
+        self.n = n
+        self.koff = _view(mv[8 : 12 + 4 * n], "I")
+        self.kbase = 16 + 17 * n  # header, 2 offset columns, seqs, kinds
         self.data = data
+        self.referenced = False
 
     def key(self, i: int) -> bytes:
         kb = self.kbase
         return self.data[kb + self.koff[i] : kb + self.koff[i + 1]]
 
+    def seq(self, i: int) -> int:
+        p = 16 + 8 * self.n + 8 * i
+        return int.from_bytes(self.data[p : p + 8], "little")
+
+    def is_deletion(self, i: int) -> bool:
+        return self.data[16 + 16 * self.n + i] == KIND_DELETE
+
     def value(self, i: int) -> bytes:
-        vb = self.vbase
-        return self.data[vb + self.voff[i] : vb + self.voff[i + 1]]
+        n = self.n
+        p = 12 + 4 * n + 4 * i
+        a, b = _TWO_U32.unpack_from(self.data, p)
+        vb = self.kbase + self.koff[n]
+        return self.data[vb + a : vb + b]
 
     def seek(self, key: bytes) -> int:
         """Index of the first entry whose user key is >= `key` (n if none)."""
@@ -150,20 +166,29 @@ class Block:
                 hi = mid
         return lo
 
-    def columns(self) -> tuple[list[bytes], list[int], list[bytes | None]]:
+    def columns(self, path: str = "?", offset: int = 0) -> tuple[list[bytes], list[int], list[bytes | None]]:
         """All entries decoded: keys, sequence numbers, values (None for a tombstone)."""
-        data, kb, vb = self.data, self.kbase, self.vbase
-        koff, voff = self.koff, self.voff
+        data, n, kb = self.data, self.n, self.kbase
+        mv = memoryview(data)
+        koff = self.koff
+        voff = _view(mv[12 + 4 * n : 16 + 8 * n], "I")
+        seqs = _view(mv[16 + 8 * n : 16 + 16 * n], "Q")
+        vb = kb + koff[n]
+        if vb + voff[n] != len(data) - 4:
+            raise CorruptionError("SSTable block lengths do not add up", file=path, offset=offset)
         keys = [data[kb + a : kb + b] for a, b in zip(koff, koff[1:], strict=False)]
         values: list[bytes | None] = [
             data[vb + a : vb + b] for a, b in zip(voff, voff[1:], strict=False)
         ]
-        if self.deletes:
-            kinds = self.kinds
-            for i in range(self.n):
+        if data[4] & 1:  # has deletions
+            kinds = data[16 + 16 * n : kb]
+            for i in range(n):
                 if kinds[i] == KIND_DELETE:
                     values[i] = None
-        return keys, list(self.seqs), values
+        return keys, list(seqs), values
+
+
+_TWO_U32 = struct.Struct("<II")
 
 
 def _view(mv: memoryview, code: str) -> memoryview | array[int]:

@@ -23,7 +23,6 @@ from atoll.engine.sstable_format import (
     FILE_HEADER,
     FOOTER_SIZE,
     HANDLE,
-    KIND_DELETE,
     SST_FORMAT_VERSION,
     SST_MAGIC,
     Block,
@@ -34,6 +33,8 @@ from atoll.engine.sstable_format import (
 # tombstone). The sequence key is -seq going forward and +seq going backward, so that
 # plain tuple order puts the newest version of a key first in either direction.
 Entry = tuple[bytes, int, bytes | None]
+_MISS: tuple[bool, bytes | None] = (False, None)
+_DELETED: tuple[bool, bytes | None] = (True, None)
 
 
 class TableReader:
@@ -62,6 +63,8 @@ class TableReader:
         self.offsets = [h[0] for h in handles]
         self.sizes = [h[1] for h in handles]
         self.bloom = self._load_bloom(bo, bsz)
+        self.nblocks = len(self.offsets)
+        self._cache_base = number << 24
 
     def _load_bloom(self, offset: int, size: int) -> BloomFilter:
         from crc32c import crc32c
@@ -83,10 +86,10 @@ class TableReader:
             raise CorruptionError(str(err), file=self.path, offset=offset) from err
 
     def block(self, i: int) -> Block:
-        offset = self.offsets[i]
-        key = (self.number, offset)
+        key = self._cache_base | i
         block = self._cache.get(key)
         if block is None:
+            offset = self.offsets[i]
             block = Block(self._mm[offset : offset + self.sizes[i]], self.path, offset)
             self._cache.put(key, block)
         return block
@@ -97,9 +100,9 @@ class TableReader:
         found with value None means a tombstone: the key is deleted as of that version.
         """
         if not self.bloom.may_contain(key):
-            return False, None
+            return _MISS
         i = bisect_left(self.last_keys, key)
-        nblocks = len(self.offsets)
+        nblocks = self.nblocks
         first = True
         while i < nblocks:
             b = self.block(i)
@@ -108,14 +111,14 @@ class TableReader:
             n = b.n
             while j < n:
                 if b.key(j) != key:
-                    return False, None
-                if b.seqs[j] <= seq_limit:
-                    if b.kinds[j] == KIND_DELETE:
-                        return True, None
+                    return _MISS
+                if b.seq(j) <= seq_limit:
+                    if b.is_deletion(j):
+                        return _DELETED
                     return True, b.value(j)
                 j += 1
             i += 1
-        return False, None
+        return _MISS
 
     def iterate(self, start: bytes, end: bytes | None, reverse: bool) -> Iterator[Entry]:
         """Entries with start <= key < end (end None: unbounded) in merge order."""
@@ -126,7 +129,7 @@ class TableReader:
     def _iterate_forward(self, start: bytes, end: bytes | None) -> Iterator[Entry]:
         i = bisect_left(self.last_keys, start)
         for bi in range(i, len(self.offsets)):
-            keys, seqs, values = self.block(bi).columns()
+            keys, seqs, values = self.block(bi).columns(self.path, self.offsets[bi])
             lo = bisect_left(keys, start) if bi == i else 0
             hi = len(keys)
             done = False
@@ -141,7 +144,7 @@ class TableReader:
         nblocks = len(self.offsets)
         last = nblocks - 1 if end is None else min(bisect_left(self.last_keys, end), nblocks - 1)
         for bi in range(last, -1, -1):
-            keys, seqs, values = self.block(bi).columns()
+            keys, seqs, values = self.block(bi).columns(self.path, self.offsets[bi])
             hi = len(keys) if end is None else bisect_left(keys, end)
             lo = bisect_left(keys, start)
             if hi > lo:
@@ -155,7 +158,8 @@ class TableReader:
         """Every block decoded, in order, bypassing the cache (compaction input)."""
         for i in range(len(self.offsets)):
             offset = self.offsets[i]
-            yield Block(self._mm[offset : offset + self.sizes[i]], self.path, offset).columns()
+            block = Block(self._mm[offset : offset + self.sizes[i]], self.path, offset)
+            yield block.columns(self.path, offset)
 
     def approximate_offset(self, key: bytes) -> int:
         """File offset where `key` would sit (for size estimates)."""

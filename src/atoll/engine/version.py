@@ -121,6 +121,9 @@ class Version:
     def __post_init__(self) -> None:
         largest = tuple([t.largest for t in level] for level in self.levels)
         object.__setattr__(self, "_largest", largest)
+        # For point reads: (tables, their largest keys) of each non-empty level >= 1.
+        deep = tuple((self.levels[i], largest[i]) for i in range(1, NUM_LEVELS) if self.levels[i])
+        object.__setattr__(self, "deep_levels", deep)
 
     def find(self, level: int, key: bytes) -> Table | None:
         """The table of a level >= 1 whose range may contain `key`."""

@@ -681,8 +681,9 @@ class LsmEngine(EngineBase):
         if self._manifest.size > self.options.manifest_max_bytes:
             old = self._manifest
             number = self._alloc(1)
+            log_number = edit.log_number if edit.log_number is not None else self._log_number
             state = ManifestState(
-                self._sv.version.apply(edit), self._log_number, self._next_file, self._last_seq, number
+                self._sv.version.apply(edit), log_number, self._next_file, self._last_seq, number
             )
             self._manifest = ManifestWriter(self.path, number, state)
             old.close()
@@ -808,6 +809,8 @@ class LsmEngine(EngineBase):
         return "+".join(parts) or "idle"
 
     def stats(self) -> dict[str, Any]:
+        with self._lock:
+            live_snapshots = sum(self._snapshots.values())
         sv = self._sv
         version = sv.version
         c = self._counters
@@ -836,7 +839,7 @@ class LsmEngine(EngineBase):
             "cache_hit_ratio": self._cache.hit_ratio(),
             "cache_bytes": self._cache.size_bytes,
             "last_sequence": self._last_seq,
-            "live_snapshots": sum(self._snapshots.values()),
+            "live_snapshots": live_snapshots,
         }
 
     def close(self) -> None:

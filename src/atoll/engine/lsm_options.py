@@ -20,7 +20,7 @@ class LsmOptions:
     level_base_bytes: int = 0
     level_multiplier: int = 10
     level0_compaction_trigger: int = 4
-    level0_stop_trigger: int = 20
+    level0_stop_trigger: int = 36  # as RocksDB's default
     max_immutable_memtables: int = 2
     manifest_max_bytes: int = 4 * MiB
     # "process": flushes and compactions run in worker processes (they use the other

@@ -283,7 +283,9 @@ class LevelStore:
         self._db.compact_range(start=b"\xff" * 32, stop=b"\xff" * 33)
 
     def compact(self) -> None:
-        self._db.compact_range()
+        # Explicit bounds: plyvel 1.5's compact_range() without them compacts nothing
+        # (it passes an empty stop key rather than NULL); every benchmark key is below.
+        self._db.compact_range(start=b"", stop=b"\xff" * 64)
 
     def is_idle(self) -> bool:
         return True  # LevelDB does not expose it; the caller also waits for quiet disks.

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol, Self
 
-# Operation codes inside a WriteBatch. They are also written to the WAL
-# (docs/formats.md, "WAL record"): the numbers are permanent.
+# Operation codes inside a WriteBatch. OP_DELETE and OP_PUT are also written to the
+# WAL (docs/formats.md §2; a range delete is logged as point deletes): the numbers
+# are permanent.
 OP_DELETE = 0
 OP_PUT = 1
 OP_DELETE_RANGE = 2

@@ -14,16 +14,17 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 from atoll.base.errors import CorruptionError, invariant
+from atoll.engine.api import OP_DELETE, OP_PUT
 
 _HEAD = struct.Struct("<QI")
 _LITTLE = sys.byteorder == "little"
 
 
 def _u32_array(values: object) -> array[int]:
-    out = array("I", values)  # type: ignore[call-overload]
+    out: array[int] = array("I", values)  # type: ignore[call-overload]
     invariant(out.itemsize == 4, "array('I') must be 32-bit")
     return out
 
@@ -66,11 +67,13 @@ def decode_batch(payload: bytes, path: str) -> tuple[int, bytes, list[bytes], li
         vlens.byteswap()
     if len(ops) != count or len(klens) != count or len(vlens) != count:
         raise CorruptionError("truncated WAL batch", file=path)
+    if ops.count(OP_PUT) + ops.count(OP_DELETE) != count:
+        raise CorruptionError("unknown operation code in WAL batch", file=path)
     kends = list(accumulate(klens, initial=pos))
     vstart = kends[-1]
     vends = list(accumulate(vlens, initial=vstart))
     if vends[-1] != len(payload):
         raise CorruptionError("WAL batch lengths do not match its size", file=path)
-    keys = [payload[a:b] for a, b in zip(kends, kends[1:], strict=False)]
-    values = [payload[a:b] for a, b in zip(vends, vends[1:], strict=False)]
+    keys = [payload[a:b] for a, b in pairwise(kends)]
+    values = [payload[a:b] for a, b in pairwise(vends)]
     return first_seq, ops, keys, values

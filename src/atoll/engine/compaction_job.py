@@ -1,11 +1,10 @@
 """Flush and compaction jobs: read inputs, merge, write SSTables. Does file I/O.
 
-These functions run in worker processes (or threads) and share no state with the
-engine: they take file paths and plain parameters and return `JobResult`s, which the
-engine installs through a manifest edit. Running them in another process lets a
-compaction use the second core instead of competing for the GIL. Only plain data
-crosses the process boundary (concurrent.futures pickles it internally; nothing
-pickled is ever persisted).
+These functions run in worker processes (see `worker_pool`, which carries their
+parameters and results as JSON lines) or inline, and share no state with the engine:
+they take file paths and plain parameters and return `JobResult`s, which the engine
+installs through a manifest edit. Running them in another process lets a compaction
+use the second core instead of competing for the GIL.
 
 Merging: the common case, when no live snapshot needs an older version, keeps only the
 newest version of each key; it is done in C by feeding every input, oldest first, into
@@ -66,7 +65,7 @@ def read_wal_columns(path: str) -> tuple[list[Columns], int]:
     with open(path, "rb") as f:
         data = f.read()
     runs: list[Columns] = []
-    for payload in parse_log(data, WAL_MAGIC, FILE_KIND_WAL, path).records:
+    for payload in parse_log(data, WAL_MAGIC, FILE_KIND_WAL, path, tail_may_tear=False).records:
         first_seq, ops, keys, values = decode_batch(payload, path)
         vals: list[bytes | None] = list(values)
         if ops.count(OP_PUT) != len(ops):
@@ -170,7 +169,9 @@ def _write_outputs(
     raw = [b"" if v is None else v for v in values]
     for lo, hi in _table_cuts(keys, raw, spec.target_table_bytes):
         number = spec.first_number + len(result.tables)
-        invariant(len(result.tables) < spec.max_outputs, f"job needs more than {spec.max_outputs} tables")
+        invariant(
+            len(result.tables) < spec.max_outputs, f"job needs more than {spec.max_outputs} tables"
+        )
         info = write_table(
             table_path(spec.dirpath, number),
             number,

@@ -54,10 +54,10 @@ def key_range(tables: tuple[Table, ...] | list[Table]) -> tuple[bytes, bytes]:
 
 
 def scores(version: Version, shape: LevelShape) -> list[float]:
-    out = [len(version.levels[0]) / shape.level0_compaction_trigger]
-    for level in range(1, NUM_LEVELS - 1):
-        out.append(version.level_bytes(level) / shape.target_bytes(level))
-    return out
+    deeper = [
+        version.level_bytes(level) / shape.target_bytes(level) for level in range(1, NUM_LEVELS - 1)
+    ]
+    return [len(version.levels[0]) / shape.level0_compaction_trigger, *deeper]
 
 
 def build(version: Version, level: int, inputs: list[Table]) -> Compaction:

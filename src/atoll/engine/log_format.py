@@ -6,13 +6,14 @@ A log file is a 16-byte file header followed by records:
     record:      length u32 LE | crc32c u32 LE | payload (length bytes)
 
 The CRC covers the 4 length bytes and the payload. A reader tells a torn tail (an
-incomplete or garbled *last* record: normal after a crash) from corruption (a bad
-record followed by a good one: never normal) and reports the latter as
-`CorruptionError` with the file and offset.
+incomplete or garbled end of the newest file: normal after a crash) from corruption
+(a bad record in a sealed file, or one followed by any valid record: never normal) and
+reports the latter as `CorruptionError` with the file and offset.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -27,8 +28,8 @@ FILE_KIND_WAL = 1
 FILE_KIND_MANIFEST = 2
 FILE_HEADER_SIZE = 16
 RECORD_HEADER_SIZE = 8
-# A single record may not exceed this (a batch of many 16 MiB values is split by callers
-# long before); it bounds what a garbled length field can make a reader allocate.
+# A single record may not exceed this (the engine refuses larger write batches); it
+# bounds what a garbled length field can make a reader allocate.
 MAX_RECORD_BYTES = 1 << 30
 
 _HEADER = struct.Struct("<8sBB6x")
@@ -78,12 +79,20 @@ def _record_at(data: bytes, offset: int) -> tuple[bytes | None, int]:
     return payload, end
 
 
-def parse_log(data: bytes, magic: bytes, kind: int, path: str) -> LogContents:
-    """Split a whole log file into record payloads (see module docstring for the rules).
+def parse_log(
+    data: bytes, magic: bytes, kind: int, path: str, *, tail_may_tear: bool = True
+) -> LogContents:
+    """Split a whole log file into record payloads.
 
-    A file cut inside its header (a crash right after creation) is an empty log.
+    A bad record (short header, length past the end, CRC mismatch) ends the log as a
+    torn tail only if `tail_may_tear` (the file is the newest WAL segment or the
+    MANIFEST, which a crash can leave half-written) and no valid record can be found
+    anywhere after it; otherwise it is corruption. A file cut inside its header (a
+    crash right after creation) is an empty log.
     """
     if len(data) < FILE_HEADER_SIZE:
+        if data and not tail_may_tear:
+            raise CorruptionError("log file shorter than its header", file=path, offset=0)
         return LogContents([], 0, bool(data))
     check_file_header(data, magic, kind, path)
     records: list[bytes] = []
@@ -92,19 +101,54 @@ def parse_log(data: bytes, magic: bytes, kind: int, path: str) -> LogContents:
     while offset < size:
         payload, end = _record_at(data, offset)
         if payload is None:
-            # A bad record followed by a good one is corruption in the middle; anything
-            # else (short header, length past EOF, garbage to the end) is a torn tail.
-            if end < size and _record_at(data, end)[0] is not None:
-                length, crc = _REC.unpack_from(data, offset)
-                actual = crc32c(data[offset + 8 : end], crc32c(data[offset : offset + 4]))
-                raise CorruptionError(
-                    "corrupt log record before valid records",
-                    file=path,
-                    offset=offset,
-                    expected=crc,
-                    actual=actual,
-                )
-            return LogContents(records, offset, True)
+            if tail_may_tear:
+                later = _find_valid_record(data, offset + 1)
+                if later is None:
+                    return LogContents(records, offset, True)
+                message = f"corrupt log record before a valid record at offset {later}"
+            else:
+                message = "corrupt record in a sealed log file"
+            raise CorruptionError(message, file=path, offset=offset, **_crc_fields(data, offset))
         records.append(payload)
         offset = end
     return LogContents(records, offset, False)
+
+
+# Bytes a resync scan may hash before it gives up and reports corruption rather than
+# guess that the damage is a torn tail.
+RESYNC_BUDGET_BYTES = 256 << 20
+_NONZERO = re.compile(rb"[^\x00]")
+
+
+def _find_valid_record(data: bytes, start: int) -> int | None:
+    """Offset of the first well-formed record starting at or after `start` (None if
+    none). Runs of zero bytes, as a preallocated or unwritten tail holds, are skipped."""
+    size = len(data)
+    budget = RESYNC_BUDGET_BYTES
+    pos = start
+    while pos + RECORD_HEADER_SIZE < size:
+        length = int.from_bytes(data[pos : pos + 4], "little")
+        if length == 0:
+            match = _NONZERO.search(data, pos)
+            if match is None:
+                return None
+            pos = max(pos + 1, match.start() - 3)
+            continue
+        if length <= size - pos - RECORD_HEADER_SIZE:
+            budget -= length
+            if budget < 0:
+                return pos  # cannot rule out a valid record: assume the worst
+            payload, _ = _record_at(data, pos)
+            if payload is not None:
+                return pos
+        pos += 1
+    return None
+
+
+def _crc_fields(data: bytes, offset: int) -> dict[str, int]:
+    if offset + RECORD_HEADER_SIZE > len(data):
+        return {}
+    length, crc = _REC.unpack_from(data, offset)
+    end = min(len(data), offset + RECORD_HEADER_SIZE + length)
+    actual = crc32c(data[offset + RECORD_HEADER_SIZE : end], crc32c(data[offset : offset + 4]))
+    return {"expected": crc, "actual": actual}

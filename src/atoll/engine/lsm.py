@@ -11,8 +11,8 @@ Does I/O. Threading model:
 - Point reads take no lock: they read the super version reference once (it is
   replaced, never mutated, except for the active memtable's dict, whose single
   operations are atomic under the GIL).
-- A flusher thread and a compactor thread hand jobs to an executor (worker processes
-  by default, see `compaction_job`) and install results with one manifest edit each.
+- A flusher thread and a compactor thread hand jobs to a runner (worker processes
+  by default, see `worker_pool`) and install results with one manifest edit each.
 - Iterators and snapshots register their sequence number so that flushes and
   compactions keep the versions they can see; iterators also pin their version so
   the files they read are deleted only after they finish.
@@ -32,7 +32,7 @@ import re
 import threading
 import weakref
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -51,7 +51,7 @@ from atoll.engine.batch_codec import decode_batch, encode_batch
 from atoll.engine.block_cache import BlockCache
 from atoll.engine.compaction_job import JobResult, JobSpec, table_path, wal_path
 from atoll.engine.errors import BackgroundError, EngineClosedError, EngineError, EngineLockedError
-from atoll.engine.log_format import FILE_KIND_WAL, WAL_MAGIC, parse_log
+from atoll.engine.log_format import FILE_KIND_WAL, MAX_RECORD_BYTES, WAL_MAGIC, parse_log
 from atoll.engine.log_writer import LogWriter, fsync_dir
 from atoll.engine.lsm_options import LsmOptions
 from atoll.engine.manifest import (
@@ -101,14 +101,20 @@ class _Iterator:
     """An engine iterator: releases its snapshot and version pin when exhausted,
     closed, or garbage-collected."""
 
-    def __init__(self, gen: Iterator[tuple[bytes, bytes]], release: Callable[[], None]) -> None:
+    def __init__(
+        self, gen: Generator[tuple[bytes, bytes], None, None], release: _IteratorRelease
+    ) -> None:
         self._gen = gen
+        self._engine = release.engine
         self._finalizer = weakref.finalize(self, release)
 
     def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> tuple[bytes, bytes]:
+        engine = self._engine()
+        if engine is None or engine._closed:
+            raise EngineClosedError("the engine of this iterator is closed")
         try:
             return next(self._gen)
         except StopIteration:
@@ -120,26 +126,46 @@ class _Iterator:
         self._finalizer()
 
 
-def _visible(merged: Iterator[Entry], seq_limit: int, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
-    """From merged entries (newest version of each key first), the live values as of
-    `seq_limit`: the first version of each key not newer than the limit, unless a
-    tombstone."""
+def _visible(
+    merged: Iterator[Entry], seq_limit: int, reverse: bool
+) -> Generator[tuple[bytes, bytes], None, None]:
+    """From merged entries, the live value of each key as of `seq_limit`: its newest
+    version not newer than the limit, unless that is a tombstone.
+
+    Going forward every source yields a key's versions newest first, so the first
+    visible one wins. Going backward a table yields them in stored order reversed
+    (oldest first), so each key's group is scanned for its newest visible version."""
+    if reverse:
+        yield from _visible_reverse(merged, seq_limit)
+        return
     last: bytes | None = None
-    sign = 1 if reverse else -1
     for key, s, value in merged:
-        if key == last or sign * s > seq_limit:
+        if key == last or -s > seq_limit:
             continue
         last = key
         if value is not None:
             yield key, value
 
 
+def _visible_reverse(merged: Iterator[Entry], seq_limit: int) -> Iterator[tuple[bytes, bytes]]:
+    current: bytes | None = None
+    best_seq = -1
+    best: bytes | None = None
+    for key, seq, value in merged:
+        if key != current:
+            if best is not None:
+                yield current, best  # type: ignore[misc]
+            current, best_seq, best = key, -1, None
+        if best_seq < seq <= seq_limit:
+            best_seq, best = seq, value
+    if best is not None:
+        yield current, best  # type: ignore[misc]
+
+
 def _level_entries(
     tables: tuple[Table, ...], start: bytes, end: bytes | None, reverse: bool
 ) -> Iterator[Entry]:
-    chosen = [
-        t for t in tables if t.largest >= start and (end is None or t.smallest < end)
-    ]
+    chosen = [t for t in tables if t.largest >= start and (end is None or t.smallest < end)]
     if reverse:
         chosen.reverse()
     for t in chosen:
@@ -170,6 +196,7 @@ class LsmSnapshot:
     def _check(self) -> None:
         if not self._finalizer.alive:
             raise EngineClosedError("snapshot is closed")
+        self._engine._check_open()
 
     def close(self) -> None:
         self._finalizer()
@@ -258,7 +285,9 @@ class LsmEngine(EngineBase):
         replayed = sorted(n for n in numbers["log"] if n >= state.log_number)
         recovered = Memtable(replayed)
         for number in replayed:
-            self._replay_wal(wal_path(path, number), recovered)
+            # Only the newest segment can end torn: older ones were fsynced when sealed.
+            newest = number == replayed[-1]
+            self._replay_wal(wal_path(path, number), recovered, newest)
         self._last_seq = max(self._last_seq, recovered.last_seq)
         # Start a fresh MANIFEST and WAL segment.
         manifest_number = self._alloc(1)
@@ -286,10 +315,10 @@ class LsmEngine(EngineBase):
         _remove(os.path.join(path, "CURRENT.tmp"))
         fsync_dir(path)
 
-    def _replay_wal(self, path: str, mem: Memtable) -> None:
+    def _replay_wal(self, path: str, mem: Memtable, newest: bool) -> None:
         with open(path, "rb") as f:
             data = f.read()
-        contents = parse_log(data, WAL_MAGIC, FILE_KIND_WAL, path)
+        contents = parse_log(data, WAL_MAGIC, FILE_KIND_WAL, path, tail_may_tear=newest)
         for payload in contents.records:
             first_seq, ops, keys, values = decode_batch(payload, path)
             mem.apply(first_seq, ops, keys, values, None)
@@ -324,6 +353,10 @@ class LsmEngine(EngineBase):
             value_list = list(values)
             first = self._last_seq + 1
             payload = encode_batch(first, opcodes, key_list, value_list)
+            if len(payload) > MAX_RECORD_BYTES:
+                raise ValueError(
+                    f"write batch of {len(payload)} bytes exceeds the {MAX_RECORD_BYTES}-byte limit"
+                )
             try:
                 end = self._wal.append(payload)
             except OSError as err:
@@ -381,6 +414,10 @@ class LsmEngine(EngineBase):
                 self._rotate()
             return
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosedError(f"engine {self.path} is closed")
+
     def _check_writable(self) -> None:
         if self._closed or self._closing:
             raise EngineClosedError(f"engine {self.path} is closed")
@@ -395,11 +432,11 @@ class LsmEngine(EngineBase):
         if not len(sv.mem):
             return
         number = self._alloc(1)
-        new_wal = LogWriter(wal_path(self.path, number), WAL_MAGIC, FILE_KIND_WAL)
-        # The closed segment is fsynced so that a later synced write never survives a
-        # crash that loses an earlier one.
+        # The sealed segment is fsynced first: a later synced write must never survive
+        # a crash that loses an earlier write, and only the newest segment may be torn.
         self._wal.close(sync=True)
-        self._wal = new_wal
+        self._wal = LogWriter(wal_path(self.path, number), WAL_MAGIC, FILE_KIND_WAL)
+        fsync_dir(self.path)  # the new segment's name must survive before it holds acks
         self._sv = _SuperVersion(Memtable([number]), (sv.mem, *sv.imms), sv.version)
         self._cond.notify_all()
 
@@ -433,6 +470,7 @@ class LsmEngine(EngineBase):
 
     @staticmethod
     def _get_from_tables(version: Version, key: bytes, seq: int) -> bytes | None:
+        value: bytes | None
         for t in version.levels[0]:
             if t.smallest <= key <= t.largest:
                 found, value = t.reader.get(key, seq)
@@ -481,14 +519,20 @@ class LsmEngine(EngineBase):
     def _merged(
         self, sv: _SuperVersion, start: bytes, end: bytes | None, reverse: bool, seq: int
     ) -> Iterator[Entry]:
-        sources: list[Iterator[Entry]] = [m.iterate(start, end, reverse, seq) for m in (sv.mem, *sv.imms)]
         version = sv.version
-        for t in version.levels[0]:
-            if t.largest >= start and (end is None or t.smallest < end):
-                sources.append(t.reader.iterate(start, end, reverse))
-        for level in range(1, NUM_LEVELS):
-            if version.levels[level]:
-                sources.append(_level_entries(version.levels[level], start, end, reverse))
+        sources: list[Iterator[Entry]] = [
+            *(m.iterate(start, end, reverse, seq) for m in (sv.mem, *sv.imms)),
+            *(
+                t.reader.iterate(start, end, reverse)
+                for t in version.levels[0]
+                if t.largest >= start and (end is None or t.smallest < end)
+            ),
+            *(
+                _level_entries(version.levels[level], start, end, reverse)
+                for level in range(1, NUM_LEVELS)
+                if version.levels[level]
+            ),
+        ]
         if len(sources) == 1:
             return sources[0]
         return heapq.merge(*sources, reverse=reverse)
@@ -577,7 +621,9 @@ class LsmEngine(EngineBase):
 
     def _shape(self) -> picker.LevelShape:
         o = self.options
-        return picker.LevelShape(o.level0_compaction_trigger, o.level_base_bytes, o.level_multiplier)
+        return picker.LevelShape(
+            o.level0_compaction_trigger, o.level_base_bytes, o.level_multiplier
+        )
 
     def _spec(self, first_number: int, max_outputs: int, bottom: bool, target: int) -> JobSpec:
         return JobSpec(
@@ -730,9 +776,7 @@ class LsmEngine(EngineBase):
                 self._cond.wait(1.0)
             self._compacting = True
         try:
-            deepest = max(
-                [1] + [lvl for lvl in range(NUM_LEVELS) if self._sv.version.levels[lvl]]
-            )
+            deepest = max([1] + [lvl for lvl in range(NUM_LEVELS) if self._sv.version.levels[lvl]])
             for level in range(deepest):
                 while True:
                     with self._cond:
@@ -786,6 +830,7 @@ class LsmEngine(EngineBase):
         block offsets; cheap, never reads data blocks."""
         check_bytes("start", start)
         check_bytes("end", end)
+        self._check_open()
         if end <= start:
             return 0
         sv = self._sv
@@ -805,10 +850,13 @@ class LsmEngine(EngineBase):
 
     def phase(self) -> str:
         """What the background is doing now: idle, flush, compaction or both."""
-        parts = [name for name, on in (("flush", self._flushing), ("compaction", self._compacting)) if on]
+        parts = [
+            name for name, on in (("flush", self._flushing), ("compaction", self._compacting)) if on
+        ]
         return "+".join(parts) or "idle"
 
     def stats(self) -> dict[str, Any]:
+        self._check_open()
         with self._lock:
             live_snapshots = sum(self._snapshots.values())
         sv = self._sv
@@ -862,12 +910,12 @@ class _IteratorRelease:
     iterator does not keep a closed engine alive."""
 
     def __init__(self, engine: LsmEngine, seq: int, version: Version) -> None:
-        self._engine = weakref.ref(engine)
+        self.engine = weakref.ref(engine)
         self._seq = seq
         self._version = version
 
     def __call__(self) -> None:
-        engine = self._engine()
+        engine = self.engine()
         if engine is not None:
             engine._release_iterator(self._seq, self._version)
 

@@ -53,7 +53,9 @@ class LsmOptions:
             raise ValueError("level0_stop_trigger must exceed level0_compaction_trigger")
         if self.block_size_bytes < 256 or self.max_immutable_memtables < 1:
             raise ValueError("block_size_bytes must be >= 256 and max_immutable_memtables >= 1")
-        target = self.table_target_bytes or min(max(self.memtable_size_bytes // 2, 32 * KiB), 8 * MiB)
+        target = self.table_target_bytes or min(
+            max(self.memtable_size_bytes // 2, 32 * KiB), 8 * MiB
+        )
         base = self.level_base_bytes or self.memtable_size_bytes * self.level0_compaction_trigger
         return _replace(self, table_target_bytes=target, level_base_bytes=base)
 

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from atoll.base.errors import CorruptionError
+from atoll.base.errors import CorruptionError, InvariantError
 from atoll.engine.log_format import FILE_KIND_MANIFEST, MANIFEST_MAGIC, parse_log
 from atoll.engine.log_writer import LogWriter, fsync_dir
 from atoll.engine.version import Version, VersionEdit
@@ -59,7 +59,7 @@ def load_manifest(dirpath: str, number: int) -> ManifestState:
         raise CorruptionError("CURRENT names a missing MANIFEST", file=path) from err
     # A torn tail is an edit that was never acknowledged (its fsync did not finish):
     # dropping it is safe; the tables it named are orphans, removed at open.
-    contents = parse_log(data, MANIFEST_MAGIC, FILE_KIND_MANIFEST, path)
+    contents = parse_log(data, MANIFEST_MAGIC, FILE_KIND_MANIFEST, path, tail_may_tear=True)
     if not contents.records:
         raise CorruptionError("MANIFEST holds no complete edit", file=path, offset=0)
     version = Version.empty()
@@ -68,7 +68,7 @@ def load_manifest(dirpath: str, number: int) -> ManifestState:
         try:
             edit = VersionEdit.decode(record)
             version = version.apply(edit)
-        except (ValueError, KeyError, TypeError, IndexError) as err:
+        except (ValueError, KeyError, TypeError, IndexError, InvariantError) as err:
             raise CorruptionError(f"malformed MANIFEST edit #{i}: {err}", file=path) from err
         log_number = edit.log_number if edit.log_number is not None else log_number
         next_file = edit.next_file if edit.next_file is not None else next_file

@@ -51,7 +51,9 @@ class Memtable:
         n = len(keys)
         data = self.data
         if keep_seq is None and ops.count(OP_PUT) == n:
-            data.update(zip(keys, zip(range(first_seq, first_seq + n), values, strict=True)))
+            data.update(
+                zip(keys, zip(range(first_seq, first_seq + n), values, strict=True), strict=True)
+            )
         else:
             history = self.history
             seq = first_seq

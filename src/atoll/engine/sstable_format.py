@@ -32,11 +32,10 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from itertools import accumulate
-from typing import Any
+from itertools import accumulate, pairwise
+from typing import Any, Literal
 
 import numpy as np
-
 from crc32c import crc32c
 
 from atoll.base.errors import CorruptionError
@@ -55,7 +54,7 @@ _LITTLE = sys.byteorder == "little"
 
 
 def _arr(code: str, values: object) -> array[int]:
-    out = array(code, values)  # type: ignore[call-overload]
+    out: array[int] = array(code, values)  # type: ignore[call-overload]
     if not _LITTLE:
         out.byteswap()
     return out
@@ -166,7 +165,9 @@ class Block:
                 hi = mid
         return lo
 
-    def columns(self, path: str = "?", offset: int = 0) -> tuple[list[bytes], list[int], list[bytes | None]]:
+    def columns(
+        self, path: str = "?", offset: int = 0
+    ) -> tuple[list[bytes], list[int], list[bytes | None]]:
         """All entries decoded: keys, sequence numbers, values (None for a tombstone)."""
         data, n, kb = self.data, self.n, self.kbase
         mv = memoryview(data)
@@ -176,10 +177,8 @@ class Block:
         vb = kb + koff[n]
         if vb + voff[n] != len(data) - 4:
             raise CorruptionError("SSTable block lengths do not add up", file=path, offset=offset)
-        keys = [data[kb + a : kb + b] for a, b in zip(koff, koff[1:], strict=False)]
-        values: list[bytes | None] = [
-            data[vb + a : vb + b] for a, b in zip(voff, voff[1:], strict=False)
-        ]
+        keys = [data[kb + a : kb + b] for a, b in pairwise(koff)]
+        values: list[bytes | None] = [data[vb + a : vb + b] for a, b in pairwise(voff)]
         if data[4] & 1:  # has deletions
             kinds = data[16 + 16 * n : kb]
             for i in range(n):
@@ -191,9 +190,10 @@ class Block:
 _TWO_U32 = struct.Struct("<II")
 
 
-def _view(mv: memoryview, code: str) -> memoryview | array[int]:
+def _view(mv: memoryview, code: Literal["I", "Q"]) -> memoryview | array[int]:
     if _LITTLE:
-        return mv.cast(code)
+        view: memoryview = mv.cast(code)
+        return view
     out = array(code, mv.tobytes())
     out.byteswap()
     return out
@@ -216,7 +216,11 @@ def decode_footer(data: bytes, path: str, offset: int) -> tuple[int, int, int, i
         raise CorruptionError(f"bad SSTable magic {magic!r}", file=path, offset=offset)
     if crc != actual:
         raise CorruptionError(
-            "SSTable footer checksum mismatch", file=path, offset=offset, expected=crc, actual=actual
+            "SSTable footer checksum mismatch",
+            file=path,
+            offset=offset,
+            expected=crc,
+            actual=actual,
         )
     if version != SST_FORMAT_VERSION:
         raise CorruptionError(f"unsupported SSTable version {version}", file=path, offset=offset)

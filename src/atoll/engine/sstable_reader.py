@@ -30,8 +30,9 @@ from atoll.engine.sstable_format import (
 )
 
 # An entry as merged by iterators: (user key, sequence key, value or None for a
-# tombstone). The sequence key is -seq going forward and +seq going backward, so that
-# plain tuple order puts the newest version of a key first in either direction.
+# tombstone). The sequence key is -seq going forward (tuple order then puts a key's
+# newest version first) and +seq going backward, where a table yields a key's
+# versions oldest first and the engine picks the newest visible one per key.
 Entry = tuple[bytes, int, bytes | None]
 _MISS: tuple[bool, bytes | None] = (False, None)
 _DELETED: tuple[bool, bytes | None] = (True, None)
@@ -57,7 +58,7 @@ class TableReader:
         if io + isz > size or bo + bsz > size:
             raise CorruptionError("SSTable footer handles out of range", file=path, offset=io)
         index = Block(self._mm[io : io + isz], path, io)
-        keys, _, values = index.columns()
+        keys, _, values = index.columns(path, io)
         self.last_keys: list[bytes] = keys
         handles = [HANDLE.unpack(v) for v in values if v is not None]
         self.offsets = [h[0] for h in handles]
@@ -149,7 +150,10 @@ class TableReader:
             lo = bisect_left(keys, start)
             if hi > lo:
                 yield from zip(
-                    reversed(keys[lo:hi]), reversed(seqs[lo:hi]), reversed(values[lo:hi]), strict=True
+                    reversed(keys[lo:hi]),
+                    reversed(seqs[lo:hi]),
+                    reversed(values[lo:hi]),
+                    strict=True,
                 )
             if lo > 0:
                 return

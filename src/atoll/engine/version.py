@@ -11,6 +11,7 @@ never spans two tables of one level.
 
 from __future__ import annotations
 
+import itertools
 import json
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -82,10 +83,13 @@ class VersionEdit:
         if not isinstance(doc, dict):
             raise ValueError("version edit is not an object")
         edit = VersionEdit(
-            log_number=doc.get("log_number"),
-            next_file=doc.get("next_file"),
-            last_seq=doc.get("last_seq"),
+            log_number=_opt_int(doc, "log_number"),
+            next_file=_opt_int(doc, "next_file"),
+            last_seq=_opt_int(doc, "last_seq"),
         )
+        unknown = set(doc) - {"log_number", "next_file", "last_seq", "add", "delete"}
+        if unknown:
+            raise ValueError(f"unknown version edit fields {sorted(unknown)}")
         for level, number, size, smallest, largest, entries, sseq, lseq in doc.get("add", []):
             table = Table(
                 int(number),
@@ -99,6 +103,13 @@ class VersionEdit:
             edit.added.append((int(level), table))
         edit.deleted = [(int(level), int(number)) for level, number in doc.get("delete", [])]
         return edit
+
+
+def _opt_int(doc: dict[str, Any], name: str) -> int | None:
+    value = doc.get(name)
+    if value is not None and (type(value) is not int or value < 0):
+        raise ValueError(f"version edit field {name} is not a non-negative integer: {value!r}")
+    return value
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,7 +160,7 @@ class Version:
         for level in range(1, NUM_LEVELS):
             levels[level].sort(key=lambda t: t.smallest)
             tables = levels[level]
-            for a, b in zip(tables, tables[1:], strict=False):
+            for a, b in itertools.pairwise(tables):
                 invariant(
                     a.largest < b.smallest,
                     f"level {level} tables {a.number} and {b.number} overlap",

@@ -24,6 +24,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from atoll.base.errors import CorruptionError
@@ -67,7 +69,13 @@ def encode_result(result: JobResult) -> dict[str, Any]:
 
 def decode_result(doc: dict[str, Any]) -> JobResult:
     tables = [
-        TableInfo(**{**t, "smallest": bytes.fromhex(t["smallest"]), "largest": bytes.fromhex(t["largest"])})
+        TableInfo(
+            **{
+                **t,
+                "smallest": bytes.fromhex(t["smallest"]),
+                "largest": bytes.fromhex(t["largest"]),
+            }
+        )
         for t in doc["tables"]
     ]
     return JobResult(
@@ -90,7 +98,11 @@ def decode_error(doc: dict[str, Any]) -> Exception:
     if doc.get("type") == "CorruptionError":
         err = CorruptionError("corruption found by a background job", file=doc.get("file") or "?")
         err.args = (doc["error"],)
-        err.offset, err.expected, err.actual = doc.get("offset"), doc.get("expected"), doc.get("actual")
+        err.offset, err.expected, err.actual = (
+            doc.get("offset"),
+            doc.get("expected"),
+            doc.get("actual"),
+        )
         return err
     return WorkerError(f"background job failed: {doc.get('type')}: {doc.get('error')}")
 
@@ -137,11 +149,41 @@ class _Worker:
             self.proc.kill()
 
 
+class _Spawner:
+    """Starts workers from one daemon thread that lives as long as the process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the
+    process (prctl(2)); were workers started from an engine's background thread, they
+    would be killed when that engine closed."""
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[Future[_Worker]] = queue.Queue()
+        threading.Thread(target=self._loop, name="atoll-worker-spawner", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            future = self._requests.get()
+            try:
+                future.set_result(_Worker())
+            except Exception as err:  # reported to the caller waiting on the future
+                future.set_exception(err)
+
+    def spawn(self) -> _Worker:
+        future: Future[_Worker] = Future()
+        self._requests.put(future)
+        return future.result(timeout=SPAWN_TIMEOUT_S)
+
+
+SPAWN_TIMEOUT_S = 60.0
+# A job whose worker died is retried this many times on a fresh worker.
+JOB_RETRIES = 1
+
+
 class ProcessRunner:
     """A fixed number of worker processes shared by every engine of this process."""
 
     def __init__(self, workers: int = 2) -> None:
-        self._size = workers
+        self._spawner = _Spawner()
         self._idle: queue.Queue[_Worker | None] = queue.Queue(maxsize=workers)
         for _ in range(workers):
             self._idle.put(None)  # started lazily
@@ -150,18 +192,21 @@ class ProcessRunner:
         request = (
             json.dumps({"job": job, "spec": dataclasses.asdict(spec), "inputs": inputs}) + "\n"
         ).encode()
-        worker = self._idle.get()
-        try:
-            if worker is None:
-                worker = _Worker()
+        for attempt in range(JOB_RETRIES + 1):
+            worker = self._idle.get()
             try:
+                if worker is None:
+                    worker = self._spawner.spawn()
                 doc = worker.call(request)
+                break
             except WorkerError:
-                worker.stop()
+                if worker is not None:
+                    worker.stop()
                 worker = None
-                raise
-        finally:
-            self._idle.put(worker)
+                if attempt == JOB_RETRIES:
+                    raise
+            finally:
+                self._idle.put(worker)
         if "error" in doc:
             raise decode_error(doc)
         return decode_result(doc)
@@ -193,8 +238,17 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _watch_parent(parent_pid: int) -> None:
+    """Second line of defence: exit within a tick of the parent's death even where
+    PR_SET_PDEATHSIG is unavailable."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.05)
+    os._exit(1)
+
+
 def worker_main(parent_pid: int) -> None:
     _die_with_parent(parent_pid)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     for line in sys.stdin.buffer:
         try:
             doc = json.loads(line)

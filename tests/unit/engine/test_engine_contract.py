@@ -164,9 +164,13 @@ def test_batches_are_atomic_to_concurrent_readers(db: Engine) -> None:
     errors: list[str] = []
 
     def writer() -> None:
-        for generation in range(1, 150):
-            db.write(_generation_batch(keys, generation))
-        stop.set()
+        try:
+            for generation in range(1, 150):
+                db.write(_generation_batch(keys, generation))
+        except Exception as err:  # reported below; the readers must not spin forever
+            errors.append(f"writer failed: {err!r}")
+        finally:
+            stop.set()
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -425,8 +429,10 @@ def test_stats(db: Engine, engine_kind: str) -> None:
     db.flush()
     stats = db.stats()
     assert stats["kind"] == engine_kind
-    for name in ("levels", "files", "bytes"):
+    for name in ("files", "bytes"):
         assert isinstance(stats[name], int) and stats[name] >= 0, name
+    # A count of levels (0 for the memory and LMDB kinds) or a per-level breakdown.
+    assert isinstance(stats["levels"], int | list)
     for name in ("write_amplification", "cache_hit_ratio"):
         assert isinstance(stats[name], float) and stats[name] >= 0.0, name
     assert stats["cache_hit_ratio"] <= 1.0

@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from atoll.base.errors import invariant
-from atoll.engine.api import OP_PUT
 from atoll.engine.batch_codec import decode_batch
 from atoll.engine.log_format import FILE_KIND_WAL, WAL_MAGIC, parse_log
-from atoll.engine.sstable_format import KIND_DELETE, KIND_VALUE, cut_points, entry_sizes
+from atoll.engine.sstable_format import KIND_DELETE, cut_points, entry_sizes
 from atoll.engine.sstable_reader import TableReader
 from atoll.engine.sstable_writer import TableInfo, write_table
 
@@ -49,9 +49,6 @@ class JobResult:
     entries_out: int = 0
 
 
-Columns = tuple[list[bytes], list[int], list[bytes | None]]
-
-
 def table_path(dirpath: str, number: int) -> str:
     return os.path.join(dirpath, f"{number:06d}.sst")
 
@@ -60,114 +57,130 @@ def wal_path(dirpath: str, number: int) -> str:
     return os.path.join(dirpath, f"{number:06d}.log")
 
 
-def read_wal_columns(path: str) -> tuple[list[Columns], int]:
-    """Every batch of a WAL segment as columns (oldest first), and the file size."""
+class Inputs:
+    """Every input version, column by column, oldest first overall: a later index
+    always holds a newer version of its key than an earlier one. Kinds use the SSTable
+    codes (1 value, 0 deletion), which equal the WAL's OP_PUT and OP_DELETE; a
+    deletion's value is b""."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+        self.seqs: list[int] = []
+        self.kinds = bytearray()
+        self.values: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def read_wal(path: str, into: Inputs) -> int:
+    """Append every batch of a sealed WAL segment to `into`; returns the file size."""
     with open(path, "rb") as f:
         data = f.read()
-    runs: list[Columns] = []
     for payload in parse_log(data, WAL_MAGIC, FILE_KIND_WAL, path, tail_may_tear=False).records:
         first_seq, ops, keys, values = decode_batch(payload, path)
-        vals: list[bytes | None] = list(values)
-        if ops.count(OP_PUT) != len(ops):
-            vals = [v if op == OP_PUT else None for op, v in zip(ops, values, strict=True)]
-        runs.append((keys, list(range(first_seq, first_seq + len(keys))), vals))
-    return runs, len(data)
+        into.keys.extend(keys)
+        into.seqs.extend(range(first_seq, first_seq + len(keys)))
+        into.kinds += ops
+        into.values.extend(values)
+    return len(data)
 
 
 def run_flush(spec: JobSpec, wal_paths: list[str]) -> JobResult:
     result = JobResult()
-    runs: list[Columns] = []
+    inputs = Inputs()
     for path in wal_paths:
-        wal_runs, size = read_wal_columns(path)
-        runs.extend(wal_runs)
-        result.bytes_read += size
-    return _merge_and_write(spec, runs, result)
+        result.bytes_read += read_wal(path, inputs)
+    return _merge_and_write(spec, inputs, result)
 
 
-def run_compaction(spec: JobSpec, inputs: list[tuple[str, int]]) -> JobResult:
+def run_compaction(spec: JobSpec, tables: list[tuple[str, int]]) -> JobResult:
     """Merge tables given oldest first as (path, number) into the output level."""
     from atoll.engine.block_cache import BlockCache
 
     result = JobResult()
-    runs: list[Columns] = []
+    inputs = Inputs()
     cache = BlockCache(0)
-    for path, number in inputs:
+    for path, number in tables:
         reader = TableReader(path, number, cache)
         try:
-            blocks = list(reader.all_columns())
+            blocks = list(reader.all_raw_columns())
             result.bytes_read += reader.size
         finally:
             reader.close()
-        # Oldest version first within the table: reverse the whole table.
-        for keys, seqs, values in reversed(blocks):
+        # A table holds a key's versions newest first: reverse it whole.
+        for keys, seqs, kinds, values in reversed(blocks):
             keys.reverse()
             seqs.reverse()
             values.reverse()
-            runs.append((keys, seqs, values))
-    return _merge_and_write(spec, runs, result)
+            inputs.keys.extend(keys)
+            inputs.seqs.extend(seqs)
+            inputs.kinds += kinds[::-1]
+            inputs.values.extend(values)
+    return _merge_and_write(spec, inputs, result)
 
 
-def _merge_and_write(spec: JobSpec, runs: list[Columns], result: JobResult) -> JobResult:
-    """`runs` hold every input version, ordered oldest first overall."""
-    result.entries_in = sum(len(r[0]) for r in runs)
+def _merge_and_write(spec: JobSpec, inputs: Inputs, result: JobResult) -> JobResult:
+    result.entries_in = len(inputs)
     if not result.entries_in:
         return result
-    max_seq = max(max(r[1]) for r in runs if r[1])
+    max_seq = max(inputs.seqs)
     if all(s >= max_seq for s in spec.snapshots):
-        keys, seqs, values = _newest_only(runs, spec.bottom)
+        idx = _newest_only(inputs, spec.bottom)
     else:
-        keys, seqs, values = _retain_for_snapshots(runs, spec.snapshots, spec.bottom)
-    result.entries_out = len(keys)
-    _write_outputs(spec, keys, seqs, values, result)
+        idx = _retain_for_snapshots(inputs, spec.snapshots, spec.bottom)
+    result.entries_out = len(idx)
+    if idx:
+        _write_outputs(spec, inputs, idx, result)
     return result
 
 
-def _newest_only(runs: list[Columns], bottom: bool) -> Columns:
-    newest: dict[bytes, tuple[int, bytes | None]] = {}
-    for keys, seqs, values in runs:
-        newest.update(zip(keys, zip(seqs, values, strict=True), strict=True))
-    keys = sorted(newest)
-    entries = [newest[k] for k in keys]
-    if bottom:
-        kept = [i for i, e in enumerate(entries) if e[1] is not None]
-        if len(kept) != len(keys):
-            keys = [keys[i] for i in kept]
-            entries = [entries[i] for i in kept]
-    return keys, [e[0] for e in entries], [e[1] for e in entries]
+def _newest_only(inputs: Inputs, bottom: bool) -> list[int]:
+    """Indexes of the newest version of each key, in key order (all in C but one
+    filter): a dict keeps the last index seen per key."""
+    newest = dict(zip(inputs.keys, range(len(inputs)), strict=True))
+    idx = list(map(newest.__getitem__, sorted(newest)))
+    kinds = inputs.kinds
+    if bottom and kinds.count(KIND_DELETE):
+        idx = [i for i in idx if kinds[i]]
+    return idx
 
 
-def _retain_for_snapshots(runs: list[Columns], snapshots: tuple[int, ...], bottom: bool) -> Columns:
-    everything: list[tuple[bytes, int, bytes | None]] = []
-    for keys, seqs, values in runs:
-        everything.extend(zip(keys, [-s for s in seqs], values, strict=True))
-    everything.sort(key=lambda e: (e[0], e[1]))
-    out_keys: list[bytes] = []
-    out_seqs: list[int] = []
-    out_values: list[bytes | None] = []
+def _retain_for_snapshots(inputs: Inputs, snapshots: tuple[int, ...], bottom: bool) -> list[int]:
+    """Indexes to keep, in (key asc, seq desc) order: for each key, the newest version
+    in each interval between consecutive snapshots."""
+    keys, seqs, kinds = inputs.keys, inputs.seqs, inputs.kinds
+    order = sorted(range(len(keys)), key=lambda i: (keys[i], -seqs[i]))
+    kept: list[int] = []
     last_key: bytes | None = None
     last_stripe = -1
-    for key, nseq, value in everything:
-        seq = -nseq
-        stripe = bisect_left(snapshots, seq)  # the oldest snapshot that can see it
+    for i in order:
+        key = keys[i]
+        stripe = bisect_left(snapshots, seqs[i])  # the oldest snapshot that can see it
         if key != last_key:
             last_key = key
         elif stripe == last_stripe:
             continue  # a newer version is visible to the same snapshots
         last_stripe = stripe
-        if value is None and bottom and stripe == 0:
+        if bottom and stripe == 0 and kinds[i] == KIND_DELETE:
             continue  # every reader sees this deletion, and nothing lies below it
-        out_keys.append(key)
-        out_seqs.append(seq)
-        out_values.append(value)
-    return out_keys, out_seqs, out_values
+        kept.append(i)
+    return kept
 
 
-def _write_outputs(
-    spec: JobSpec, keys: list[bytes], seqs: list[int], values: list[bytes | None], result: JobResult
-) -> None:
-    kinds = bytes(KIND_DELETE if v is None else KIND_VALUE for v in values)
-    raw = [b"" if v is None else v for v in values]
-    for lo, hi in _table_cuts(keys, raw, spec.target_table_bytes):
+def _write_outputs(spec: JobSpec, inputs: Inputs, idx: list[int], result: JobResult) -> None:
+    pick = itemgetter(*idx)
+    if len(idx) == 1:
+        keys, seqs, values = [pick(inputs.keys)], [pick(inputs.seqs)], [pick(inputs.values)]
+        kinds = bytes([pick(inputs.kinds)])
+    else:
+        keys, seqs, values = (
+            list(pick(inputs.keys)),
+            list(pick(inputs.seqs)),
+            list(pick(inputs.values)),
+        )
+        kinds = bytes(pick(inputs.kinds))
+    for lo, hi in _table_cuts(keys, values, spec.target_table_bytes):
         number = spec.first_number + len(result.tables)
         invariant(
             len(result.tables) < spec.max_outputs, f"job needs more than {spec.max_outputs} tables"
@@ -178,7 +191,7 @@ def _write_outputs(
             keys[lo:hi],
             seqs[lo:hi],
             kinds[lo:hi],
-            raw[lo:hi],
+            values[lo:hi],
             block_size=spec.block_size,
             bloom_bits_per_key=spec.bloom_bits_per_key,
         )

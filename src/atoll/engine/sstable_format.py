@@ -165,6 +165,26 @@ class Block:
                 hi = mid
         return lo
 
+    def check_lengths(self, path: str, offset: int) -> None:
+        """The key and value areas end exactly where the block does (a CRC-valid block
+        that fails this was written wrong: still corruption to the reader)."""
+        n = self.n
+        vend = int.from_bytes(self.data[12 + 8 * n : 16 + 8 * n], "little")
+        if self.kbase + self.koff[n] + vend != len(self.data) - 4:
+            raise CorruptionError("SSTable block lengths do not add up", file=path, offset=offset)
+
+    def raw_columns(self) -> tuple[list[bytes], list[int], bytes, list[bytes]]:
+        """All entries: keys, sequence numbers, kinds, values (b"" for tombstones)."""
+        data, n, kb = self.data, self.n, self.kbase
+        mv = memoryview(data)
+        koff = self.koff
+        voff = _view(mv[12 + 4 * n : 16 + 8 * n], "I")
+        seqs = _view(mv[16 + 8 * n : 16 + 16 * n], "Q")
+        vb = kb + koff[n]
+        keys = [data[kb + a : kb + b] for a, b in pairwise(koff)]
+        values = [data[vb + a : vb + b] for a, b in pairwise(voff)]
+        return keys, list(seqs), data[16 + 16 * n : kb], values
+
     def columns(
         self, path: str = "?", offset: int = 0
     ) -> tuple[list[bytes], list[int], list[bytes | None]]:
@@ -175,8 +195,7 @@ class Block:
         voff = _view(mv[12 + 4 * n : 16 + 8 * n], "I")
         seqs = _view(mv[16 + 8 * n : 16 + 16 * n], "Q")
         vb = kb + koff[n]
-        if vb + voff[n] != len(data) - 4:
-            raise CorruptionError("SSTable block lengths do not add up", file=path, offset=offset)
+        self.check_lengths(path, offset)
         keys = [data[kb + a : kb + b] for a, b in pairwise(koff)]
         values: list[bytes | None] = [data[vb + a : vb + b] for a, b in pairwise(voff)]
         if data[4] & 1:  # has deletions

@@ -165,6 +165,14 @@ class TableReader:
             block = Block(self._mm[offset : offset + self.sizes[i]], self.path, offset)
             yield block.columns(self.path, offset)
 
+    def all_raw_columns(self) -> Iterator[tuple[list[bytes], list[int], bytes, list[bytes]]]:
+        """Every block as raw columns (kinds as bytes), bypassing the cache."""
+        for i in range(len(self.offsets)):
+            offset = self.offsets[i]
+            block = Block(self._mm[offset : offset + self.sizes[i]], self.path, offset)
+            block.check_lengths(self.path, offset)
+            yield block.raw_columns()
+
     def approximate_offset(self, key: bytes) -> int:
         """File offset where `key` would sit (for size estimates)."""
         i = bisect_left(self.last_keys, key)

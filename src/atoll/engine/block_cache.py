@@ -3,11 +3,14 @@
 Shared by every table of an engine; keyed by an int (table number << 24 | block
 index). Eviction is CLOCK (second chance), an LRU approximation whose hits cost one
 dict lookup and one flag store and take no lock; inserts and evictions take a lock.
+The order is an OrderedDict: popping the oldest entry of a plain dict must skip the
+holes left by earlier pops, which makes a FIFO over a dict quadratic.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 from atoll.engine.sstable_format import Block
 
@@ -15,7 +18,7 @@ from atoll.engine.sstable_format import Block
 class BlockCache:
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity_bytes = capacity_bytes
-        self._blocks: dict[int, Block] = {}
+        self._blocks: OrderedDict[int, Block] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -42,9 +45,8 @@ class BlockCache:
             blocks[key] = block
             self._bytes += size
             while self._bytes > self.capacity_bytes and blocks:
-                oldest = next(iter(blocks))
-                victim = blocks.pop(oldest)
-                if victim.referenced and len(blocks) > 1:
+                oldest, victim = blocks.popitem(last=False)
+                if victim.referenced and blocks:
                     victim.referenced = False  # second chance: back to the end
                     blocks[oldest] = victim
                 else:

@@ -50,6 +50,9 @@ HANDLE = struct.Struct("<QI")
 KIND_DELETE = 0
 KIND_VALUE = 1
 ENTRY_OVERHEAD = 4 + 4 + 8 + 1
+CRC32C_RESIDUE = 0x48674BC7
+ABSENT: tuple[bool, bytes | None] = (False, None)
+DELETED: tuple[bool, bytes | None] = (True, None)
 _LITTLE = sys.byteorder == "little"
 
 
@@ -114,26 +117,51 @@ class Block:
     __slots__ = ("data", "kbase", "koff", "n", "referenced")
 
     def __init__(self, data: bytes, path: str, offset: int) -> None:
-        size = len(data)
-        mv = memoryview(data)
-        stored = int.from_bytes(data[-4:], "little")
-        actual = crc32c(mv[:-4])
-        if stored != actual:
+        # CRC-32C over a payload followed by its own little-endian CRC is a constant.
+        if crc32c(data) != CRC32C_RESIDUE:
+            stored = int.from_bytes(data[-4:], "little")
             raise CorruptionError(
                 "SSTable block checksum mismatch",
                 file=path,
                 offset=offset,
                 expected=stored,
-                actual=actual,
+                actual=crc32c(data[:-4]),
             )
-        n = int.from_bytes(data[:4], "little") if size >= 12 else -1
-        if n < 0 or 16 + 17 * n + 4 > size:
+        size = len(data)
+        n = int.from_bytes(data[:4], "little") if size >= 20 else -1
+        if n < 0 or 20 + 17 * n > size:
             raise CorruptionError("SSTable block header out of range", file=path, offset=offset)
         self.n = n
-        self.koff = _view(mv[8 : 12 + 4 * n], "I")
+        self.koff = _view(memoryview(data)[8 : 12 + 4 * n], "I")
         self.kbase = 16 + 17 * n  # header, 2 offset columns, seqs, kinds
         self.data = data
         self.referenced = False
+
+    def find(self, key: bytes, seq_limit: int) -> tuple[bool, bytes | None] | None:
+        """The newest version of `key` with seq <= seq_limit held here: (True, value),
+        (True, None) for a tombstone, (False, None) if the key is absent; None when
+        its versions may continue in the next block."""
+        data, koff, kb, n = self.data, self.koff, self.kbase, self.n
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if data[kb + koff[mid] : kb + koff[mid + 1]] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        j = lo
+        while j < n:
+            if data[kb + koff[j] : kb + koff[j + 1]] != key:
+                return ABSENT
+            p = 16 + 8 * n + 8 * j
+            if int.from_bytes(data[p : p + 8], "little") <= seq_limit:
+                if data[16 + 16 * n + j] == KIND_DELETE:
+                    return DELETED
+                a, b = _TWO_U32.unpack_from(data, 12 + 4 * n + 4 * j)
+                vb = kb + koff[n]
+                return True, data[vb + a : vb + b]
+            j += 1
+        return None
 
     def key(self, i: int) -> bytes:
         kb = self.kbase

@@ -20,6 +20,7 @@ from atoll.base.errors import CorruptionError
 from atoll.engine.block_cache import BlockCache
 from atoll.engine.bloom import BloomFilter
 from atoll.engine.sstable_format import (
+    ABSENT,
     FILE_HEADER,
     FOOTER_SIZE,
     HANDLE,
@@ -34,8 +35,6 @@ from atoll.engine.sstable_format import (
 # newest version first) and +seq going backward, where a table yields a key's
 # versions oldest first and the engine picks the newest visible one per key.
 Entry = tuple[bytes, int, bytes | None]
-_MISS: tuple[bool, bytes | None] = (False, None)
-_DELETED: tuple[bool, bytes | None] = (True, None)
 
 
 class TableReader:
@@ -47,6 +46,7 @@ class TableReader:
             size = os.fstat(f.fileno()).st_size
             if size < FILE_HEADER.size + FOOTER_SIZE:
                 raise CorruptionError("SSTable too short", file=path, offset=0)
+            # (MAP_POPULATE was measured: it made random point reads slower.)
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.size = size
         magic, version = FILE_HEADER.unpack_from(self._mm, 0)
@@ -101,25 +101,15 @@ class TableReader:
         found with value None means a tombstone: the key is deleted as of that version.
         """
         if not self.bloom.may_contain(key):
-            return _MISS
+            return ABSENT
         i = bisect_left(self.last_keys, key)
         nblocks = self.nblocks
-        first = True
         while i < nblocks:
-            b = self.block(i)
-            j = b.seek(key) if first else 0
-            first = False
-            n = b.n
-            while j < n:
-                if b.key(j) != key:
-                    return _MISS
-                if b.seq(j) <= seq_limit:
-                    if b.is_deletion(j):
-                        return _DELETED
-                    return True, b.value(j)
-                j += 1
+            found = self.block(i).find(key, seq_limit)
+            if found is not None:
+                return found
             i += 1
-        return _MISS
+        return ABSENT
 
     def iterate(self, start: bytes, end: bytes | None, reverse: bool) -> Iterator[Entry]:
         """Entries with start <= key < end (end None: unbounded) in merge order."""

@@ -26,45 +26,62 @@ def check_bytes(name: str, value: object) -> None:
 class WriteBatch:
     """An ordered list of puts, deletes and range deletes applied atomically.
 
-    Later operations in a batch override earlier ones on the same key.
+    Later operations in a batch override earlier ones on the same key. Operations are
+    kept column by column (codes, keys, values; a range delete stores its start and
+    end as key and value) so that engines hand them to C code without a Python loop.
     """
 
-    __slots__ = ("ops", "range_deletes", "size_bytes")
+    __slots__ = ("codes", "keys", "range_deletes", "values")
 
     def __init__(self) -> None:
-        self.ops: list[tuple[int, bytes, bytes]] = []
-        self.size_bytes = 0
+        self.codes = bytearray()
+        self.keys: list[bytes] = []
+        self.values: list[bytes] = []
         self.range_deletes = 0
 
     def put(self, key: bytes, value: bytes) -> Self:
         if type(key) is not bytes or type(value) is not bytes:
             check_bytes("key", key)
             check_bytes("value", value)
-        self.ops.append((OP_PUT, key, value))
-        self.size_bytes += len(key) + len(value)
+        self.codes.append(OP_PUT)
+        self.keys.append(key)
+        self.values.append(value)
         return self
 
     def delete(self, key: bytes) -> Self:
         check_bytes("key", key)
-        self.ops.append((OP_DELETE, key, b""))
-        self.size_bytes += len(key)
+        self.codes.append(OP_DELETE)
+        self.keys.append(key)
+        self.values.append(b"")
         return self
 
     def delete_range(self, start: bytes, end: bytes) -> Self:
         """Delete every key in `[start, end)`; an empty or inverted range does nothing."""
         check_bytes("start", start)
         check_bytes("end", end)
-        self.ops.append((OP_DELETE_RANGE, start, end))
-        self.size_bytes += len(start) + len(end)
+        self.codes.append(OP_DELETE_RANGE)
+        self.keys.append(start)
+        self.values.append(end)
         self.range_deletes += 1
         return self
 
+    @property
+    def ops(self) -> list[tuple[int, bytes, bytes]]:
+        """The operations as (code, key, value-or-range-end) tuples, in order."""
+        return list(zip(self.codes, self.keys, self.values, strict=True))
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of keys and values (range bounds included)."""
+        return sum(map(len, self.keys)) + sum(map(len, self.values))
+
     def __len__(self) -> int:
-        return len(self.ops)
+        return len(self.keys)
 
     def clear(self) -> None:
-        self.ops.clear()
-        self.size_bytes = 0
+        self.codes.clear()
+        self.keys.clear()
+        self.values.clear()
         self.range_deletes = 0
 
 

@@ -338,19 +338,18 @@ class LsmEngine(EngineBase):
             raise TypeError(f"batch must be a WriteBatch, not {type(batch).__name__}")
         if self._closed:
             raise EngineClosedError(f"engine {self.path} is closed")
-        ops = batch.ops
-        if not ops:
+        if not batch.keys:
             return
         with self._lock:
             self._make_room()
             if batch.range_deletes:
-                ops = self._expand_ranges(ops)
-                if not ops:
+                opcodes, key_list, value_list = self._expand_ranges(batch.ops)
+                if not key_list:
                     return
-            codes, keys, values = zip(*ops, strict=True)
-            opcodes = bytes(codes)
-            key_list = list(keys)
-            value_list = list(values)
+            else:
+                opcodes, key_list, value_list = bytes(batch.codes), batch.keys, batch.values
+                if opcodes.count(OP_PUT) + opcodes.count(OP_DELETE) != len(opcodes):
+                    raise ValueError("write batch holds an unknown operation code")
             first = self._last_seq + 1
             payload = encode_batch(first, opcodes, key_list, value_list)
             if len(payload) > MAX_RECORD_BYTES:
@@ -363,17 +362,20 @@ class LsmEngine(EngineBase):
                 self._bg_error = err
                 raise
             keep = max(self._snapshots) if self._snapshots else None
-            self._sv.mem.apply(first, opcodes, key_list, value_list, keep)
+            user_bytes = self._sv.mem.apply(first, opcodes, key_list, value_list, keep)
             self._last_seq = first + len(key_list) - 1
-            self._counters.user_bytes += batch.size_bytes
+            self._counters.user_bytes += user_bytes
             self._counters.wal_bytes += len(payload) + 8
             wal = self._wal
         if sync:
             wal.sync_to(end)
 
-    def _expand_ranges(self, ops: list[tuple[int, bytes, bytes]]) -> list[tuple[int, bytes, bytes]]:
+    def _expand_ranges(
+        self, ops: list[tuple[int, bytes, bytes]]
+    ) -> tuple[bytes, list[bytes], list[bytes]]:
         """Replace each range delete by point deletes of the keys it covers: those live
-        now, and those put earlier in the same batch. Called with the lock held."""
+        now, and those put earlier in the same batch. Returns the batch's columns.
+        Called with the lock held."""
         out: list[tuple[int, bytes, bytes]] = []
         for op, key, value in ops:
             if op != OP_DELETE_RANGE:
@@ -385,7 +387,7 @@ class LsmEngine(EngineBase):
             live = self._visible_keys(start, end)
             earlier = [k for o, k, _ in out if o == OP_PUT and start <= k < end]
             out.extend((OP_DELETE, k, b"") for k in dict.fromkeys(live + earlier))
-        return out
+        return bytes(o for o, _, _ in out), [k for _, k, _ in out], [v for _, _, v in out]
 
     def _visible_keys(self, start: bytes, end: bytes) -> list[bytes]:
         sv = self._sv

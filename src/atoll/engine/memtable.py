@@ -45,8 +45,8 @@ class Memtable:
         keys: list[bytes],
         values: list[bytes],
         keep_seq: int | None,
-    ) -> None:
-        """Apply a logged batch. `keep_seq`: the newest live snapshot's sequence number
+    ) -> int:
+        """Apply a logged batch; returns its bytes of keys and values. `keep_seq`: the newest live snapshot's sequence number
         (None if none); a version it can see is moved to history when overwritten."""
         n = len(keys)
         data = self.data
@@ -66,7 +66,9 @@ class Memtable:
         if not self.first_seq:
             self.first_seq = first_seq
         self.last_seq = first_seq + n - 1
-        self.size_bytes += sum(map(len, keys)) + sum(map(len, values)) + ENTRY_OVERHEAD_BYTES * n
+        user_bytes = sum(map(len, keys)) + sum(map(len, values))
+        self.size_bytes += user_bytes + ENTRY_OVERHEAD_BYTES * n
+        return user_bytes
 
     def get(self, key: bytes, seq_limit: int) -> Versioned | None:
         """The newest version of `key` with seq <= seq_limit, or None if none here."""

@@ -4,6 +4,8 @@ payload (`batch_codec`): torn tails are dropped, damage before good records is
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -175,6 +177,50 @@ def test_damaged_length_before_valid_records_is_corruption() -> None:
                 continue
             silent.append((offset, mask, len(records)))
     assert not silent, f"(offset, mask, records kept) read without error: {silent}"
+
+
+def test_damage_far_before_a_valid_record_is_corruption() -> None:
+    # A garbled stretch (here: an unreadable record, then a hole of zeros) followed by a
+    # valid record anywhere later is not a torn tail.
+    good = log_of(PAYLOADS[:2])
+    for junk in (b"\xff" * 50, bytes(5000), frame(b"lost")[:6] + bytes(100)):
+        with pytest.raises(CorruptionError) as info:
+            parse(good + junk + frame(b"after the damage"))
+        assert info.value.offset == len(good)
+
+
+def test_random_garbage_tail_is_a_torn_tail() -> None:
+    rng = random.Random(11)
+    data = log_of(PAYLOADS)
+    for size in (1, 7, 8, 9, 100, 1000):
+        assert parse(data + rng.randbytes(size)) == (PAYLOADS, len(data), True), size
+
+
+def parse_sealed(data: bytes) -> tuple[list[bytes], int, bool]:
+    c = parse_log(data, WAL_MAGIC, FILE_KIND_WAL, PATH, tail_may_tear=False)
+    return c.records, c.valid_end, c.torn_tail
+
+
+def test_sealed_file_parses_whole() -> None:
+    data = log_of(PAYLOADS)
+    assert parse_sealed(data) == (PAYLOADS, len(data), False)
+    assert parse_sealed(HEADER) == ([], FILE_HEADER_SIZE, False)
+
+
+def test_any_damage_to_a_sealed_file_is_corruption() -> None:
+    # A sealed file was fsynced before its successor took writes: it cannot be torn.
+    data = log_of(PAYLOADS)
+    last = offsets_of(PAYLOADS)[-2]
+    damaged = {  # name: (bytes, offset the error reports)
+        "truncated": (data[:-1], last),
+        "bad checksum at the end": (flipped(data, len(data) - 1), last),
+        "zero-filled tail": (data + bytes(100), len(data)),
+        "cut inside the file header": (HEADER[:5], 0),
+    }
+    for name, (bad, offset) in damaged.items():
+        with pytest.raises(CorruptionError) as info:
+            parse_sealed(bad)
+        assert (info.value.file, info.value.offset) == (PATH, offset), name
 
 
 # ------------------------------------------------------------------ batch payloads

@@ -112,3 +112,18 @@ def test_process_workers_serve_engine_after_engine(tmp_path: Path) -> None:
 def test_unknown_option_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="memtable_sise"):
         open_engine(str(tmp_path / "db"), kind="lsm", memtable_sise=1)
+
+
+def test_hand_edited_bad_batch_is_refused_whole(tmp_path: Path) -> None:
+    db = lsm(tmp_path / "db")
+    batch = WriteBatch().put(b"a", b"1")
+    batch.codes.append(9)
+    batch.keys.append(b"b")
+    batch.values.append(b"")
+    with pytest.raises(ValueError, match="unknown"):
+        db.write(batch)
+    assert db.get(b"a") is None
+    db.close()
+    db = lsm(tmp_path / "db")  # nothing unreadable reached the WAL
+    assert db.get(b"a") is None
+    db.close()

@@ -76,7 +76,9 @@ def test_iterator_raises_after_close() -> None:
 def test_hand_edited_bad_batch_is_refused_whole() -> None:
     engine = MemoryEngine()
     batch = WriteBatch().put(b"a", b"1")
-    batch.ops.append((9, b"b", b""))
+    batch.codes.append(9)
+    batch.keys.append(b"b")
+    batch.values.append(b"")
     with pytest.raises(ValueError, match="unknown"):
         engine.write(batch)
     assert engine.get(b"a") is None

@@ -18,6 +18,8 @@ import zlib
 import numpy as np
 from crc32c import crc32c
 
+from atoll.engine import native
+
 _HEAD = struct.Struct("<B3xI")
 HEADER_SIZE = _HEAD.size
 
@@ -52,6 +54,12 @@ class BloomFilter:
             raise ValueError("bloom filter shorter than its declared size")
 
     def may_contain(self, key: bytes) -> bool:
+        if native.bloom_may_contain is not None:
+            return native.bloom_may_contain(self.bits, self.nbits, self.k, key)
+        return self.may_contain_python(key)
+
+    def may_contain_python(self, key: bytes) -> bool:
+        """`may_contain` in Python: the reference the C version is tested against."""
         nbits = self.nbits
         bits = self.bits
         h = crc32c(key)

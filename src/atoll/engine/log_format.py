@@ -80,15 +80,24 @@ def _record_at(data: bytes, offset: int) -> tuple[bytes | None, int]:
 
 
 def parse_log(
-    data: bytes, magic: bytes, kind: int, path: str, *, tail_may_tear: bool = True
+    data: bytes,
+    magic: bytes,
+    kind: int,
+    path: str,
+    *,
+    tail_may_tear: bool = True,
+    only_incomplete_tail: bool = False,
 ) -> LogContents:
     """Split a whole log file into record payloads.
 
-    A bad record (short header, length past the end, CRC mismatch) ends the log as a
-    torn tail only if `tail_may_tear` (the file is the newest WAL segment or the
-    MANIFEST, which a crash can leave half-written) and no valid record can be found
-    anywhere after it; otherwise it is corruption. A file cut inside its header (a
-    crash right after creation) is an empty log.
+    A bad record (short header, zero or past-the-end length, CRC mismatch) ends the
+    log as a torn tail only if `tail_may_tear` (the file is the newest WAL segment or
+    the MANIFEST, which a crash can leave half-written) and no valid record can be
+    found anywhere after it; otherwise it is corruption. With `only_incomplete_tail`
+    (the MANIFEST, whose every edit is fsynced before anything relies on it) a tail
+    record that is complete but fails its CRC is corruption too: dropping it would
+    forget tables that hold acknowledged data. A file cut inside its header (a crash
+    right after creation) is an empty log.
     """
     if len(data) < FILE_HEADER_SIZE:
         if data and not tail_may_tear:
@@ -101,7 +110,10 @@ def parse_log(
     while offset < size:
         payload, end = _record_at(data, offset)
         if payload is None:
-            if tail_may_tear:
+            incomplete = end > size or offset + RECORD_HEADER_SIZE > size or end == offset + 8
+            if tail_may_tear and only_incomplete_tail and not incomplete:
+                message = "complete record with a bad checksum at the end of a fsynced log"
+            elif tail_may_tear:
                 later = _find_valid_record(data, offset + 1)
                 if later is None:
                     return LogContents(records, offset, True)

@@ -57,9 +57,17 @@ def load_manifest(dirpath: str, number: int) -> ManifestState:
             data = f.read()
     except FileNotFoundError as err:
         raise CorruptionError("CURRENT names a missing MANIFEST", file=path) from err
-    # A torn tail is an edit that was never acknowledged (its fsync did not finish):
-    # dropping it is safe; the tables it named are orphans, removed at open.
-    contents = parse_log(data, MANIFEST_MAGIC, FILE_KIND_MANIFEST, path, tail_may_tear=True)
+    # An incomplete last edit was never acknowledged (its fsync did not finish):
+    # dropping it is safe; the tables it named are orphans, removed at open. A
+    # complete edit with a bad checksum is corruption (see parse_log).
+    contents = parse_log(
+        data,
+        MANIFEST_MAGIC,
+        FILE_KIND_MANIFEST,
+        path,
+        tail_may_tear=True,
+        only_incomplete_tail=True,
+    )
     if not contents.records:
         raise CorruptionError("MANIFEST holds no complete edit", file=path, offset=0)
     version = Version.empty()

@@ -39,6 +39,7 @@ import numpy as np
 from crc32c import crc32c
 
 from atoll.base.errors import CorruptionError
+from atoll.engine import native
 
 SST_MAGIC = b"ATOLLSST"
 SST_FORMAT_VERSION = 1
@@ -110,11 +111,11 @@ def block_cuts(keys: list[bytes], values: list[bytes], block_size: int) -> list[
 
 
 class Block:
-    """A checksum-verified block. Only the key offsets are viewed at load; sequence
-    numbers, kinds and values are read on demand, so a point lookup that misses the
-    cache pays for one CRC, one binary search and one value slice."""
+    """A checksum-verified block. The constructor checks only the CRC and the header;
+    column views are made on first use, and a point lookup (`find`) runs in C when
+    the accelerator is built (`atoll.engine.native`)."""
 
-    __slots__ = ("data", "kbase", "koff", "n", "referenced")
+    __slots__ = ("_koff", "data", "n", "offset", "path", "referenced")
 
     def __init__(self, data: bytes, path: str, offset: int) -> None:
         # CRC-32C over a payload followed by its own little-endian CRC is a constant.
@@ -132,15 +133,38 @@ class Block:
         if n < 0 or 20 + 17 * n > size:
             raise CorruptionError("SSTable block header out of range", file=path, offset=offset)
         self.n = n
-        self.koff = _view(memoryview(data)[8 : 12 + 4 * n], "I")
-        self.kbase = 16 + 17 * n  # header, 2 offset columns, seqs, kinds
         self.data = data
+        self.path = path
+        self.offset = offset
         self.referenced = False
+        self._koff: memoryview | array[int] | None = None
+
+    @property
+    def koff(self) -> memoryview | array[int]:
+        if self._koff is None:
+            self._koff = _view(memoryview(self.data)[8 : 12 + 4 * self.n], "I")
+        return self._koff
+
+    @property
+    def kbase(self) -> int:
+        return 16 + 17 * self.n  # header, 2 offset columns, seqs, kinds
 
     def find(self, key: bytes, seq_limit: int) -> tuple[bool, bytes | None] | None:
         """The newest version of `key` with seq <= seq_limit held here: (True, value),
         (True, None) for a tombstone, (False, None) if the key is absent; None when
         its versions may continue in the next block."""
+        if native.block_find is not None:
+            try:
+                found: tuple[bool, bytes | None] | None = native.block_find(
+                    self.data, key, seq_limit
+                )
+            except ValueError as err:
+                raise CorruptionError(str(err), file=self.path, offset=self.offset) from err
+            return found
+        return self.find_python(key, seq_limit)
+
+    def find_python(self, key: bytes, seq_limit: int) -> tuple[bool, bytes | None] | None:
+        """`find` in Python: the reference the C version is tested against."""
         data, koff, kb, n = self.data, self.koff, self.kbase, self.n
         lo, hi = 0, n
         while lo < hi:

@@ -111,7 +111,7 @@ def decode_error(doc: dict[str, Any]) -> Exception:
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, nice: int) -> None:
         # The child must import this very package, wherever it was imported from.
         import atoll
 
@@ -119,7 +119,7 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "atoll.engine.worker_pool", str(os.getpid())],
+            [sys.executable, "-m", "atoll.engine.worker_pool", str(os.getpid()), str(nice)],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -157,20 +157,20 @@ class _Spawner:
     would be killed when that engine closed."""
 
     def __init__(self) -> None:
-        self._requests: queue.Queue[Future[_Worker]] = queue.Queue()
+        self._requests: queue.Queue[tuple[int, Future[_Worker]]] = queue.Queue()
         threading.Thread(target=self._loop, name="atoll-worker-spawner", daemon=True).start()
 
     def _loop(self) -> None:
         while True:
-            future = self._requests.get()
+            nice, future = self._requests.get()
             try:
-                future.set_result(_Worker())
+                future.set_result(_Worker(nice))
             except Exception as err:  # reported to the caller waiting on the future
                 future.set_exception(err)
 
-    def spawn(self) -> _Worker:
+    def spawn(self, nice: int) -> _Worker:
         future: Future[_Worker] = Future()
-        self._requests.put(future)
+        self._requests.put((nice, future))
         return future.result(timeout=SPAWN_TIMEOUT_S)
 
 
@@ -179,24 +179,38 @@ SPAWN_TIMEOUT_S = 60.0
 JOB_RETRIES = 1
 
 
-class ProcessRunner:
-    """A fixed number of worker processes shared by every engine of this process."""
+# Jobs run in lanes, each with its own workers, as RocksDB runs flushes in a
+# high-priority pool and compactions in a low-priority one: a flush frees memtable
+# space that writers are waiting for, so it must never queue behind a long
+# compaction. (A nice value for compactions was measured: starved, they let level 0
+# reach its stop trigger, which stalls writes far longer.)
+LANES: dict[str, tuple[int, int]] = {"flush": (1, 0), "compact": (1, 0)}  # workers, nice
 
-    def __init__(self, workers: int = 2) -> None:
+
+class ProcessRunner:
+    """Worker processes shared by every engine of this process, in lanes by job."""
+
+    def __init__(self, lanes: dict[str, tuple[int, int]] | None = None) -> None:
         self._spawner = _Spawner()
-        self._idle: queue.Queue[_Worker | None] = queue.Queue(maxsize=workers)
-        for _ in range(workers):
-            self._idle.put(None)  # started lazily
+        self._lanes: dict[str, tuple[int, queue.Queue[_Worker | None]]] = {}
+        for job, (workers, nice) in (lanes or LANES).items():
+            idle: queue.Queue[_Worker | None] = queue.Queue(maxsize=workers)
+            for _ in range(workers):
+                idle.put(None)  # started lazily
+            self._lanes[job] = (nice, idle)
 
     def run(self, job: str, spec: JobSpec, inputs: list[Any]) -> JobResult:
+        if job not in self._lanes:
+            raise WorkerError(f"unknown job {job!r}")
+        nice, idle = self._lanes[job]
         request = (
             json.dumps({"job": job, "spec": dataclasses.asdict(spec), "inputs": inputs}) + "\n"
         ).encode()
         for attempt in range(JOB_RETRIES + 1):
-            worker = self._idle.get()
+            worker = idle.get()
             try:
                 if worker is None:
-                    worker = self._spawner.spawn()
+                    worker = self._spawner.spawn(nice)
                 doc = worker.call(request)
                 break
             except WorkerError:
@@ -206,7 +220,7 @@ class ProcessRunner:
                 if attempt == JOB_RETRIES:
                     raise
             finally:
-                self._idle.put(worker)
+                idle.put(worker)
         if "error" in doc:
             raise decode_error(doc)
         return decode_result(doc)
@@ -246,8 +260,10 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def worker_main(parent_pid: int) -> None:
+def worker_main(parent_pid: int, nice: int) -> None:
     _die_with_parent(parent_pid)
+    if nice:
+        os.nice(nice)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     for line in sys.stdin.buffer:
         try:
@@ -261,4 +277,4 @@ def worker_main(parent_pid: int) -> None:
 
 
 if __name__ == "__main__":
-    worker_main(int(sys.argv[1]))
+    worker_main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0)

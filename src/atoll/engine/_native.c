@@ -14,6 +14,16 @@
  *       CRC-verified block: (True, value), (True, None) for a tombstone,
  *       (False, None) if absent, None if its versions may continue in the next
  *       block. Offsets are bounds-checked: a malformed block raises ValueError.
+ *   decode_batch(payload: bytes, keys: list, values: list) -> (first_seq, ops)
+ *       docs/formats.md §2: appends the batch's keys and values to the lists;
+ *       a malformed payload raises ValueError and appends nothing.
+ *   key_hashes(keys: list) -> (bytes, bytes)
+ *       CRC-32C and CRC-32 of every key, as little-endian u32 arrays (bloom build).
+ *   block_columns(data: bytes) -> (keys, seqs, kinds, values)
+ *       every entry of a CRC-verified block (compaction input): lists of keys, of
+ *       sequence numbers and of values (b"" for tombstones), kinds as bytes.
+ *   entry_sizes(keys: list, values: list, overhead: int) -> bytes
+ *       len(key) + len(value) + overhead of every entry, as little-endian i64.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -138,7 +148,162 @@ malformed:
     return NULL;
 }
 
+static PyObject *decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch(payload, keys, values)");
+        return NULL;
+    }
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    uint64_t size = (uint64_t)PyBytes_GET_SIZE(args[0]);
+    if (size < 12) goto malformed;
+    uint64_t first_seq = u64_at(d);
+    uint64_t n = u32_at(d + 8);
+    uint64_t pos = 12;
+    if (pos + 9 * n > size) goto malformed;
+    const unsigned char *ops = d + pos;
+    const unsigned char *klens = ops + n;
+    const unsigned char *vlens = klens + 4 * n;
+    uint64_t kpos = pos + 9 * n, total = kpos;
+    for (uint64_t i = 0; i < n; i++) total += (uint64_t)u32_at(klens + 4 * i) + u32_at(vlens + 4 * i);
+    if (total != size) goto malformed;
+    PyObject *keys = args[1], *values = args[2];
+    Py_ssize_t keys0 = PyList_GET_SIZE(keys), values0 = PyList_GET_SIZE(values);
+    uint64_t vpos = kpos;
+    for (uint64_t i = 0; i < n; i++) vpos += u32_at(klens + 4 * i);
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t kl = u32_at(klens + 4 * i), vl = u32_at(vlens + 4 * i);
+        PyObject *k = PyBytes_FromStringAndSize((const char *)d + kpos, kl);
+        if (!k || PyList_Append(keys, k) < 0) { Py_XDECREF(k); goto fail; }
+        Py_DECREF(k);
+        PyObject *v = PyBytes_FromStringAndSize((const char *)d + vpos, vl);
+        if (!v || PyList_Append(values, v) < 0) { Py_XDECREF(v); goto fail; }
+        Py_DECREF(v);
+        kpos += kl;
+        vpos += vl;
+    }
+    return Py_BuildValue("(Ky#)", (unsigned long long)first_seq, (const char *)ops, (Py_ssize_t)n);
+fail:
+    PyList_SetSlice(keys, keys0, PyList_GET_SIZE(keys), NULL);
+    PyList_SetSlice(values, values0, PyList_GET_SIZE(values), NULL);
+    return NULL;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "malformed WAL batch");
+    return NULL;
+}
+
+static int put_u32(unsigned char *p, uint32_t v) {
+    p[0] = v & 0xFF; p[1] = (v >> 8) & 0xFF; p[2] = (v >> 16) & 0xFF; p[3] = v >> 24;
+    return 0;
+}
+
+static PyObject *key_hashes(PyObject *self, PyObject *keys) {
+    if (!PyList_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "key_hashes(keys: list)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    PyObject *a = PyBytes_FromStringAndSize(NULL, 4 * n);
+    PyObject *b = PyBytes_FromStringAndSize(NULL, 4 * n);
+    if (!a || !b) { Py_XDECREF(a); Py_XDECREF(b); return NULL; }
+    unsigned char *pa = (unsigned char *)PyBytes_AS_STRING(a), *pb = (unsigned char *)PyBytes_AS_STRING(b);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_Check(k)) {
+            Py_DECREF(a); Py_DECREF(b);
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            return NULL;
+        }
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(k);
+        Py_ssize_t len = PyBytes_GET_SIZE(k);
+        put_u32(pa + 4 * i, crc(crc32c_table, p, len));
+        put_u32(pb + 4 * i, crc(crc32_table, p, len));
+    }
+    PyObject *out = PyTuple_Pack(2, a, b);
+    Py_DECREF(a);
+    Py_DECREF(b);
+    return out;
+}
+
+static PyObject *entry_sizes(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyList_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "entry_sizes(keys, values, overhead)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(args[0]);
+    long long overhead = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    if (PyList_GET_SIZE(args[1]) != n) {
+        PyErr_SetString(PyExc_ValueError, "keys and values differ in length");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 8 * n);
+    if (!out) return NULL;
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GET_ITEM(args[0], i), *v = PyList_GET_ITEM(args[1], i);
+        if (!PyBytes_Check(k) || !PyBytes_Check(v)) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_TypeError, "keys and values must be bytes");
+            return NULL;
+        }
+        uint64_t size = (uint64_t)(PyBytes_GET_SIZE(k) + PyBytes_GET_SIZE(v) + overhead);
+        put_u32(p + 8 * i, (uint32_t)size);
+        put_u32(p + 8 * i + 4, (uint32_t)(size >> 32));
+    }
+    return out;
+}
+
+static PyObject *block_columns(PyObject *self, PyObject *data) {
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "block_columns(data: bytes)");
+        return NULL;
+    }
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
+    uint64_t size = (uint64_t)PyBytes_GET_SIZE(data);
+    if (size < 20) goto malformed;
+    uint64_t n = u32_at(d);
+    if (20 + 17 * n > size) goto malformed;
+    const unsigned char *koff = d + 8, *voff = d + 12 + 4 * n, *seqs = d + 16 + 8 * n;
+    uint64_t kbase = 16 + 17 * n;
+    uint64_t kend = kbase + u32_at(koff + 4 * n);
+    if (kend + u32_at(voff + 4 * n) != size - 4) goto malformed;
+    PyObject *keys = PyList_New((Py_ssize_t)n), *vals = PyList_New((Py_ssize_t)n);
+    PyObject *sq = PyList_New((Py_ssize_t)n);
+    PyObject *kinds = PyBytes_FromStringAndSize((const char *)d + 16 + 16 * n, (Py_ssize_t)n);
+    if (!keys || !vals || !sq || !kinds) goto fail;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t a = u32_at(koff + 4 * i), b = u32_at(koff + 4 * i + 4);
+        uint64_t va = u32_at(voff + 4 * i), vb = u32_at(voff + 4 * i + 4);
+        if (a > b || kbase + b > kend || va > vb || kend + vb > size - 4) {
+            PyErr_SetString(PyExc_ValueError, "malformed SSTable block");
+            goto fail;
+        }
+        PyObject *k = PyBytes_FromStringAndSize((const char *)d + kbase + a, (Py_ssize_t)(b - a));
+        PyObject *v = PyBytes_FromStringAndSize((const char *)d + kend + va, (Py_ssize_t)(vb - va));
+        PyObject *s = PyLong_FromUnsignedLongLong(u64_at(seqs + 8 * i));
+        if (!k || !v || !s) { Py_XDECREF(k); Py_XDECREF(v); Py_XDECREF(s); goto fail; }
+        PyList_SET_ITEM(keys, (Py_ssize_t)i, k);
+        PyList_SET_ITEM(vals, (Py_ssize_t)i, v);
+        PyList_SET_ITEM(sq, (Py_ssize_t)i, s);
+    }
+    PyObject *out = PyTuple_Pack(4, keys, sq, kinds, vals);
+    Py_DECREF(keys); Py_DECREF(sq); Py_DECREF(kinds); Py_DECREF(vals);
+    return out;
+fail:
+    Py_XDECREF(keys); Py_XDECREF(vals); Py_XDECREF(sq); Py_XDECREF(kinds);
+    return NULL;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "malformed SSTable block");
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"block_columns", (PyCFunction)block_columns, METH_O, "Every entry of a block."},
+    {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL,
+     "Decode a WAL batch payload into the given lists (docs/formats.md 2)."},
+    {"key_hashes", (PyCFunction)key_hashes, METH_O, "CRC-32C and CRC-32 of every key."},
+    {"entry_sizes", (PyCFunction)(void (*)(void))entry_sizes, METH_FASTCALL,
+     "Encoded size of every entry."},
     {"bloom_may_contain", (PyCFunction)(void (*)(void))bloom_may_contain, METH_FASTCALL,
      "Bloom filter probe (docs/formats.md 3.3)."},
     {"block_find", (PyCFunction)(void (*)(void))block_find, METH_FASTCALL,

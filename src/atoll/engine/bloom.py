@@ -33,8 +33,13 @@ def build_filter(keys: list[bytes], bits_per_key: int = 10) -> bytes:
     nbits = max(64, len(keys) * bits_per_key)
     nbits = (nbits + 7) // 8 * 8
     n = len(keys)
-    h1 = np.fromiter(map(crc32c, keys), dtype=np.uint64, count=n)
-    h2 = np.fromiter(map(zlib.crc32, keys), dtype=np.uint64, count=n)
+    if native.key_hashes is not None:
+        raw1, raw2 = native.key_hashes(keys)
+        h1 = np.frombuffer(raw1, dtype="<u4").astype(np.uint64)
+        h2 = np.frombuffer(raw2, dtype="<u4").astype(np.uint64)
+    else:
+        h1 = np.fromiter(map(crc32c, keys), dtype=np.uint64, count=n)
+        h2 = np.fromiter(map(zlib.crc32, keys), dtype=np.uint64, count=n)
     steps = np.arange(k, dtype=np.uint64)[:, None]
     positions = (h1[None, :] + steps * h2[None, :]) % np.uint64(nbits)
     bits = np.zeros(nbits, dtype=bool)

@@ -20,7 +20,9 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from atoll.base.errors import invariant
+from atoll.base.errors import CorruptionError, invariant
+from atoll.engine import native
+from atoll.engine.api import OP_DELETE, OP_PUT
 from atoll.engine.batch_codec import decode_batch
 from atoll.engine.log_format import FILE_KIND_WAL, WAL_MAGIC, parse_log
 from atoll.engine.sstable_format import KIND_DELETE, cut_points, entry_sizes
@@ -78,11 +80,19 @@ def read_wal(path: str, into: Inputs) -> int:
     with open(path, "rb") as f:
         data = f.read()
     for payload in parse_log(data, WAL_MAGIC, FILE_KIND_WAL, path, tail_may_tear=False).records:
-        first_seq, ops, keys, values = decode_batch(payload, path)
-        into.keys.extend(keys)
-        into.seqs.extend(range(first_seq, first_seq + len(keys)))
+        if native.decode_batch is not None:
+            try:
+                first_seq, ops = native.decode_batch(payload, into.keys, into.values)
+            except ValueError as err:
+                raise CorruptionError(str(err), file=path) from err
+            if ops.count(OP_PUT) + ops.count(OP_DELETE) != len(ops):
+                raise CorruptionError("unknown operation code in WAL batch", file=path)
+        else:
+            first_seq, ops, keys, values = decode_batch(payload, path)
+            into.keys.extend(keys)
+            into.values.extend(values)
+        into.seqs.extend(range(first_seq, first_seq + len(ops)))
         into.kinds += ops
-        into.values.extend(values)
     return len(data)
 
 

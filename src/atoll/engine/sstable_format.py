@@ -84,6 +84,9 @@ def encode_block(keys: list[bytes], seqs: list[int], kinds: bytes, values: list[
 
 def entry_sizes(keys: list[bytes], values: list[bytes]) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Cumulative encoded sizes of entries (for cutting blocks and tables), in C."""
+    if native.entry_sizes is not None:
+        sizes = np.frombuffer(native.entry_sizes(keys, values, ENTRY_OVERHEAD), dtype="<i8")
+        return np.cumsum(sizes)
     n = len(keys)
     sizes = np.fromiter(map(len, keys), dtype=np.int64, count=n)
     sizes += np.fromiter(map(len, values), dtype=np.int64, count=n)
@@ -227,6 +230,15 @@ class Block:
 
     def raw_columns(self) -> tuple[list[bytes], list[int], bytes, list[bytes]]:
         """All entries: keys, sequence numbers, kinds, values (b"" for tombstones)."""
+        if native.block_columns is not None:
+            try:
+                return native.block_columns(self.data)
+            except ValueError as err:
+                raise CorruptionError(str(err), file=self.path, offset=self.offset) from err
+        return self.raw_columns_python()
+
+    def raw_columns_python(self) -> tuple[list[bytes], list[int], bytes, list[bytes]]:
+        """`raw_columns` in Python: the reference the C version is tested against."""
         data, n, kb = self.data, self.n, self.kbase
         mv = memoryview(data)
         koff = self.koff

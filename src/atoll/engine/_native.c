@@ -9,7 +9,7 @@
  *   bloom_may_contain(bits: bytes, nbits: int, k: int, key: bytes) -> bool
  *       docs/formats.md §3.3: h = CRC-32C(key), step = CRC-32(key),
  *       probe i tests bit (h + i * step) mod nbits.
- *   block_find(data: bytes, key: bytes, seq_limit: int) -> tuple | None
+ *   block_find(data: buffer, key: bytes, seq_limit: int) -> tuple | None
  *       docs/formats.md §3: the newest version of key with seq <= seq_limit in a
  *       CRC-verified block: (True, value), (True, None) for a tombstone,
  *       (False, None) if absent, None if its versions may continue in the next
@@ -19,7 +19,7 @@
  *       a malformed payload raises ValueError and appends nothing.
  *   key_hashes(keys: list) -> (bytes, bytes)
  *       CRC-32C and CRC-32 of every key, as little-endian u32 arrays (bloom build).
- *   block_columns(data: bytes) -> (keys, seqs, kinds, values)
+ *   block_columns(data: buffer) -> (keys, seqs, kinds, values)
  *       every entry of a CRC-verified block (compaction input): lists of keys, of
  *       sequence numbers and of values (b"" for tombstones), kinds as bytes.
  *   entry_sizes(keys: list, values: list, overhead: int) -> bytes
@@ -90,17 +90,30 @@ static int key_cmp(const unsigned char *a, Py_ssize_t alen, const unsigned char 
     return alen < blen ? -1 : (alen > blen ? 1 : 0);
 }
 
+static PyObject *find_in(const unsigned char *d, Py_ssize_t size, const unsigned char *key,
+                         Py_ssize_t klen, uint64_t seq_limit);
+
 static PyObject *block_find(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "block_find(data, key, seq_limit)");
+    if (nargs != 3 || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "block_find(data, key: bytes, seq_limit)");
         return NULL;
     }
     uint64_t seq_limit = PyLong_AsUnsignedLongLong(args[2]);
     if (PyErr_Occurred()) return NULL;
-    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
     const unsigned char *key = (const unsigned char *)PyBytes_AS_STRING(args[1]);
     Py_ssize_t klen = PyBytes_GET_SIZE(args[1]);
+    if (PyBytes_Check(args[0]))
+        return find_in((const unsigned char *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), key,
+                       klen, seq_limit);
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = find_in((const unsigned char *)view.buf, view.len, key, klen, seq_limit);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *find_in(const unsigned char *d, Py_ssize_t size, const unsigned char *key,
+                         Py_ssize_t klen, uint64_t seq_limit) {
     if (size < 20) goto malformed;
     uint64_t n = u32_at(d);
     if (20 + 17 * n > (uint64_t)size) goto malformed;
@@ -253,13 +266,17 @@ static PyObject *entry_sizes(PyObject *self, PyObject *const *args, Py_ssize_t n
     return out;
 }
 
+static PyObject *columns_of(const unsigned char *d, uint64_t size);
+
 static PyObject *block_columns(PyObject *self, PyObject *data) {
-    if (!PyBytes_Check(data)) {
-        PyErr_SetString(PyExc_TypeError, "block_columns(data: bytes)");
-        return NULL;
-    }
-    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
-    uint64_t size = (uint64_t)PyBytes_GET_SIZE(data);
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = columns_of((const unsigned char *)view.buf, (uint64_t)view.len);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *columns_of(const unsigned char *d, uint64_t size) {
     if (size < 20) goto malformed;
     uint64_t n = u32_at(d);
     if (20 + 17 * n > size) goto malformed;

@@ -26,7 +26,9 @@ def _load() -> Any:
 
 _module = _load()
 AVAILABLE = _module is not None
-block_find: Callable[[bytes, bytes, int], Any] | None = _module.block_find if _module else None
+block_find: Callable[[bytes | memoryview, bytes, int], Any] | None = (
+    _module.block_find if _module else None
+)
 bloom_may_contain: Callable[[bytes, int, int, bytes], bool] | None = (
     _module.bloom_may_contain if _module else None
 )
@@ -36,9 +38,9 @@ decode_batch: Callable[[bytes, list[bytes], list[bytes]], tuple[int, bytes]] | N
 key_hashes: Callable[[list[bytes]], tuple[bytes, bytes]] | None = (
     _module.key_hashes if _module else None
 )
-block_columns: Callable[[bytes], tuple[list[bytes], list[int], bytes, list[bytes]]] | None = (
-    _module.block_columns if _module else None
-)
+block_columns: (
+    Callable[[bytes | memoryview], tuple[list[bytes], list[int], bytes, list[bytes]]] | None
+) = _module.block_columns if _module else None
 entry_sizes: Callable[[list[bytes], list[bytes], int], bytes] | None = (
     _module.entry_sizes if _module else None
 )

@@ -113,6 +113,29 @@ def block_cuts(keys: list[bytes], values: list[bytes], block_size: int) -> list[
     return cut_points(entry_sizes(keys, values), block_size)
 
 
+def _u32(data: bytes | memoryview) -> int:
+    return int.from_bytes(data[:4], "little")
+
+
+def block_entries(data: bytes | memoryview, path: str, offset: int) -> int:
+    """Verify a block's CRC and header; returns its entry count."""
+    # CRC-32C over a payload followed by its own little-endian CRC is a constant.
+    if crc32c(data) != CRC32C_RESIDUE:
+        stored = int.from_bytes(data[-4:], "little")
+        raise CorruptionError(
+            "SSTable block checksum mismatch",
+            file=path,
+            offset=offset,
+            expected=stored,
+            actual=crc32c(data[:-4]),
+        )
+    size = len(data)
+    n = _u32(data) if size >= 20 else -1
+    if n < 0 or 20 + 17 * n > size:
+        raise CorruptionError("SSTable block header out of range", file=path, offset=offset)
+    return n
+
+
 class Block:
     """A checksum-verified block. The constructor checks only the CRC and the header;
     column views are made on first use, and a point lookup (`find`) runs in C when
@@ -120,22 +143,8 @@ class Block:
 
     __slots__ = ("_koff", "data", "n", "offset", "path", "referenced")
 
-    def __init__(self, data: bytes, path: str, offset: int) -> None:
-        # CRC-32C over a payload followed by its own little-endian CRC is a constant.
-        if crc32c(data) != CRC32C_RESIDUE:
-            stored = int.from_bytes(data[-4:], "little")
-            raise CorruptionError(
-                "SSTable block checksum mismatch",
-                file=path,
-                offset=offset,
-                expected=stored,
-                actual=crc32c(data[:-4]),
-            )
-        size = len(data)
-        n = int.from_bytes(data[:4], "little") if size >= 20 else -1
-        if n < 0 or 20 + 17 * n > size:
-            raise CorruptionError("SSTable block header out of range", file=path, offset=offset)
-        self.n = n
+    def __init__(self, data: bytes, path: str, offset: int, *, verified: bool = False) -> None:
+        self.n = block_entries(data, path, offset) if not verified else _u32(data)
         self.data = data
         self.path = path
         self.offset = offset

@@ -11,13 +11,15 @@ read racing with a compaction that obsoletes the file still answers correctly.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from bisect import bisect_left
 from collections.abc import Iterator
 
 from atoll.base.errors import CorruptionError
-from atoll.engine.block_cache import BlockCache
+from atoll.engine import native
+from atoll.engine.block_cache import TABLE_SHIFT, BlockCache
 from atoll.engine.bloom import BloomFilter
 from atoll.engine.sstable_format import (
     ABSENT,
@@ -27,6 +29,7 @@ from atoll.engine.sstable_format import (
     SST_FORMAT_VERSION,
     SST_MAGIC,
     Block,
+    block_entries,
     decode_footer,
 )
 
@@ -65,7 +68,8 @@ class TableReader:
         self.sizes = [h[1] for h in handles]
         self.bloom = self._load_bloom(bo, bsz)
         self.nblocks = len(self.offsets)
-        self._cache_base = number << 24
+        self._cache_base = number << TABLE_SHIFT
+        self._view = memoryview(self._mm)
 
     def _load_bloom(self, offset: int, size: int) -> BloomFilter:
         from crc32c import crc32c
@@ -87,25 +91,50 @@ class TableReader:
             raise CorruptionError(str(err), file=self.path, offset=offset) from err
 
     def block(self, i: int) -> Block:
-        key = self._cache_base | i
-        block = self._cache.get(key)
-        if block is None:
-            offset = self.offsets[i]
-            block = Block(self._mm[offset : offset + self.sizes[i]], self.path, offset)
-            self._cache.put(key, block)
-        return block
+        """Block `i`, decoded (for iteration and the pure-Python point read)."""
+        data = self._cache.get(self._cache_base | i)
+        if data is None:
+            data = self._load_block(i)
+        return Block(bytes(data), self.path, self.offsets[i], verified=True)
+
+    def _load_block(self, i: int) -> memoryview:
+        """Verify block `i` in place (no copy: a view of the mapping) and cache it."""
+        offset = self.offsets[i]
+        data = self._view[offset : offset + self.sizes[i]]
+        block_entries(data, self.path, offset)
+        self._cache.put(self._cache_base | i, data)
+        return data
 
     def get(self, key: bytes, seq_limit: int) -> tuple[bool, bytes | None]:
         """(found, value) of the newest version of `key` with seq <= seq_limit.
 
         found with value None means a tombstone: the key is deleted as of that version.
+        The hot path of every point read: the cache and the C probes are called
+        directly rather than through `block()`, `Block.find` and `may_contain`.
         """
-        if not self.bloom.may_contain(key):
+        bloom = self.bloom
+        probe = native.bloom_may_contain
+        if probe is not None:
+            if not probe(bloom.bits, bloom.nbits, bloom.k, key):
+                return ABSENT
+        elif not bloom.may_contain_python(key):
             return ABSENT
         i = bisect_left(self.last_keys, key)
         nblocks = self.nblocks
+        cache = self._cache
+        find = native.block_find
         while i < nblocks:
-            found = self.block(i).find(key, seq_limit)
+            data = cache.get(self._cache_base | i)
+            if data is None:
+                data = self._load_block(i)
+            if find is None:
+                found = self.block(i).find_python(key, seq_limit)
+            else:
+                try:
+                    found = find(data, key, seq_limit)
+                except ValueError as err:
+                    offset = self.offsets[i]
+                    raise CorruptionError(str(err), file=self.path, offset=offset) from err
             if found is not None:
                 return found
             i += 1
@@ -169,4 +198,8 @@ class TableReader:
         return self.offsets[i] if i < len(self.offsets) else self.size
 
     def close(self) -> None:
-        self._mm.close()
+        """Unmap the file now, unless cached views of it are alive: then the mapping
+        goes when they do."""
+        self._view.release()
+        with contextlib.suppress(BufferError):
+            self._mm.close()

@@ -94,6 +94,7 @@ class _Counters:
     compactions: int = 0
     trivial_moves: int = 0
     stalls: int = 0
+    slowdowns: int = 0
     phases: dict[str, int] = field(default_factory=dict)
 
 
@@ -414,6 +415,9 @@ class LsmEngine(EngineBase):
                 continue
             if full:
                 self._rotate()
+            if len(sv.version.levels[0]) >= opts.level0_slowdown_trigger:
+                self._counters.slowdowns += 1
+                self._cond.wait(0.001)
             return
 
     def _check_open(self) -> None:
@@ -902,6 +906,7 @@ class LsmEngine(EngineBase):
             "compactions": c.compactions,
             "trivial_moves": c.trivial_moves,
             "write_stalls": c.stalls,
+            "write_slowdowns": c.slowdowns,
             "cache_hit_ratio": self._cache.hit_ratio(),
             "cache_bytes": self._cache.size_bytes,
             "last_sequence": self._last_seq,

@@ -20,8 +20,11 @@ class LsmOptions:
     level_base_bytes: int = 0
     level_multiplier: int = 10
     level0_compaction_trigger: int = 4
+    # At this many level-0 tables each write yields 1 ms to the background (as
+    # RocksDB's slowdown trigger); at the stop trigger writes wait.
+    level0_slowdown_trigger: int = 20
     level0_stop_trigger: int = 36  # as RocksDB's default
-    max_immutable_memtables: int = 2
+    max_immutable_memtables: int = 4
     manifest_max_bytes: int = 4 * MiB
     # "process": flushes and compactions run in worker processes (they use the other
     # core instead of holding the GIL); "thread": in a thread of this process.
@@ -51,6 +54,8 @@ class LsmOptions:
             raise ValueError("level_multiplier must be >= 2 and level0_compaction_trigger >= 1")
         if self.level0_stop_trigger <= self.level0_compaction_trigger:
             raise ValueError("level0_stop_trigger must exceed level0_compaction_trigger")
+        if not self.level0_compaction_trigger <= self.level0_slowdown_trigger:
+            raise ValueError("level0_slowdown_trigger must be at least level0_compaction_trigger")
         if self.block_size_bytes < 256 or self.max_immutable_memtables < 1:
             raise ValueError("block_size_bytes must be >= 256 and max_immutable_memtables >= 1")
         target = self.table_target_bytes or min(

@@ -184,7 +184,7 @@ JOB_RETRIES = 1
 # space that writers are waiting for, so it must never queue behind a long
 # compaction. (A nice value for compactions was measured: starved, they let level 0
 # reach its stop trigger, which stalls writes far longer.)
-LANES: dict[str, tuple[int, int]] = {"flush": (1, 0), "compact": (1, 0)}  # workers, nice
+LANES: dict[str, tuple[int, int]] = {"flush": (1, 0), "compact": (1, 3)}  # workers, nice
 
 
 class ProcessRunner:

@@ -14,6 +14,14 @@
  *       CRC-verified block: (True, value), (True, None) for a tombstone,
  *       (False, None) if absent, None if its versions may continue in the next
  *       block. Offsets are bounds-checked: a malformed block raises ValueError.
+ *   table_get(bits, nbits, k, last_keys, cache, cache_base, key, seq_limit, start)
+ *       a point read in one SSTable: with start < 0, the bloom probe and the
+ *       binary search over the index's last keys choose the first block; then
+ *       each block is looked up in the block cache (a dict of cache_base | index
+ *       -> [data, referenced]), marked referenced and searched. Returns what
+ *       block_find does (ABSENT when the key is past the last block), or the
+ *       int index of a block missing from the cache (the caller loads it and
+ *       calls again with start = that index).
  *   decode_batch(payload: bytes, keys: list, values: list) -> (first_seq, ops)
  *       docs/formats.md §2: appends the batch's keys and values to the lists;
  *       a malformed payload raises ValueError and appends nothing.
@@ -204,6 +212,94 @@ malformed:
     return NULL;
 }
 
+static int bloom_test(const unsigned char *bits, uint64_t nbits, long k, const unsigned char *key,
+                      Py_ssize_t klen) {
+    uint64_t h = crc(crc32c_table, key, klen);
+    uint64_t step = crc(crc32_table, key, klen);
+    for (long i = 0; i < k; i++) {
+        uint64_t pos = h % nbits;
+        if (!(bits[pos >> 3] & (1u << (pos & 7)))) return 0;
+        h += step;
+    }
+    return 1;
+}
+
+static PyObject *table_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9 || !PyBytes_Check(args[0]) || !PyList_Check(args[3]) || !PyDict_Check(args[4]) ||
+        !PyBytes_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "table_get(bits, nbits, k, last_keys, cache, cache_base, key, seq_limit, start)");
+        return NULL;
+    }
+    uint64_t nbits = PyLong_AsUnsignedLongLong(args[1]);
+    long k = PyLong_AsLong(args[2]);
+    uint64_t cache_base = PyLong_AsUnsignedLongLong(args[5]);
+    uint64_t seq_limit = PyLong_AsUnsignedLongLong(args[7]);
+    Py_ssize_t start = PyLong_AsSsize_t(args[8]);
+    if (PyErr_Occurred()) return NULL;
+    const unsigned char *key = (const unsigned char *)PyBytes_AS_STRING(args[6]);
+    Py_ssize_t klen = PyBytes_GET_SIZE(args[6]);
+    PyObject *last_keys = args[3];
+    Py_ssize_t nblocks = PyList_GET_SIZE(last_keys);
+    Py_ssize_t i = start;
+    if (start < 0) {
+        if (nbits == 0 || (uint64_t)PyBytes_GET_SIZE(args[0]) * 8 < nbits) {
+            PyErr_SetString(PyExc_ValueError, "bloom filter shorter than its declared size");
+            return NULL;
+        }
+        if (!bloom_test((const unsigned char *)PyBytes_AS_STRING(args[0]), nbits, k, key, klen)) {
+            Py_INCREF(absent);
+            return absent;
+        }
+        Py_ssize_t lo = 0, hi = nblocks;
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            PyObject *lk = PyList_GET_ITEM(last_keys, mid);
+            if (!PyBytes_Check(lk)) {
+                PyErr_SetString(PyExc_TypeError, "last_keys must hold bytes");
+                return NULL;
+            }
+            if (key_cmp((const unsigned char *)PyBytes_AS_STRING(lk), PyBytes_GET_SIZE(lk), key, klen) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        i = lo;
+    }
+    for (; i < nblocks; i++) {
+        PyObject *ck = PyLong_FromUnsignedLongLong(cache_base | (uint64_t)i);
+        if (!ck) return NULL;
+        PyObject *entry = PyDict_GetItemWithError(args[4], ck); /* borrowed */
+        Py_DECREF(ck);
+        if (!entry) {
+            if (PyErr_Occurred()) return NULL;
+            return PyLong_FromSsize_t(i);
+        }
+        if (!PyList_Check(entry) || PyList_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "cache entries must be [data, referenced]");
+            return NULL;
+        }
+        Py_INCREF(entry); /* the list may leave the cache while we read it */
+        Py_INCREF(Py_True);
+        PyList_SetItem(entry, 1, Py_True);
+        PyObject *data = PyList_GET_ITEM(entry, 0);
+        Py_INCREF(data);
+        Py_DECREF(entry);
+        Py_buffer view;
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        PyObject *found = find_in((const unsigned char *)view.buf, view.len, key, klen, seq_limit);
+        PyBuffer_Release(&view);
+        Py_DECREF(data);
+        if (found != Py_None) return found; /* a result, or NULL with an error set */
+        Py_DECREF(found);
+    }
+    Py_INCREF(absent);
+    return absent;
+}
+
 static int put_u32(unsigned char *p, uint32_t v) {
     p[0] = v & 0xFF; p[1] = (v >> 8) & 0xFF; p[2] = (v >> 16) & 0xFF; p[3] = v >> 24;
     return 0;
@@ -315,6 +411,8 @@ malformed:
 }
 
 static PyMethodDef methods[] = {
+    {"table_get", (PyCFunction)(void (*)(void))table_get, METH_FASTCALL,
+     "Point read in one SSTable through the block cache."},
     {"block_columns", (PyCFunction)block_columns, METH_O, "Every entry of a block."},
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL,
      "Decode a WAL batch payload into the given lists (docs/formats.md 2)."},

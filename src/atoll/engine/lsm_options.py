@@ -54,8 +54,8 @@ class LsmOptions:
             raise ValueError("level_multiplier must be >= 2 and level0_compaction_trigger >= 1")
         if self.level0_stop_trigger <= self.level0_compaction_trigger:
             raise ValueError("level0_stop_trigger must exceed level0_compaction_trigger")
-        if not self.level0_compaction_trigger <= self.level0_slowdown_trigger:
-            raise ValueError("level0_slowdown_trigger must be at least level0_compaction_trigger")
+        if self.level0_slowdown_trigger > self.level0_stop_trigger:
+            raise ValueError("level0_slowdown_trigger must not exceed level0_stop_trigger")
         if self.block_size_bytes < 256 or self.max_immutable_memtables < 1:
             raise ValueError("block_size_bytes must be >= 256 and max_immutable_memtables >= 1")
         target = self.table_target_bytes or min(

@@ -1,7 +1,8 @@
 """Which implementation of the engine's hot loops is in use. No I/O.
 
 `atoll.engine._native` (C, built at install when a compiler is present) provides
-`bloom_may_contain` and `block_find` (point reads), and `decode_batch`, `key_hashes`,
+`table_get`, `bloom_may_contain` and `block_find` (point reads), and
+`decode_batch`, `key_hashes`,
 `block_columns` and `entry_sizes` (flushes and compactions); without it, or with ATOLL_NO_NATIVE=1 in the
 environment, the pure-Python versions in `bloom` and `sstable_format` run. The Python
 versions define the behaviour; tests compare the two on random inputs.
@@ -26,6 +27,7 @@ def _load() -> Any:
 
 _module = _load()
 AVAILABLE = _module is not None
+table_get: Callable[..., Any] | None = _module.table_get if _module else None
 block_find: Callable[[bytes | memoryview, bytes, int], Any] | None = (
     _module.block_find if _module else None
 )

@@ -113,28 +113,36 @@ class TableReader:
         directly rather than through `block()`, `Block.find` and `may_contain`.
         """
         bloom = self.bloom
-        probe = native.bloom_may_contain
-        if probe is not None:
-            if not probe(bloom.bits, bloom.nbits, bloom.k, key):
-                return ABSENT
-        elif not bloom.may_contain_python(key):
+        cache = self._cache
+        table_get = native.table_get
+        if table_get is not None:
+            args = (
+                bloom.bits,
+                bloom.nbits,
+                bloom.k,
+                self.last_keys,
+                cache.blocks,
+                self._cache_base,
+            )
+            try:
+                found = table_get(*args, key, seq_limit, -1)
+                while type(found) is int:  # block `found` is not cached: load it here
+                    i = found
+                    cache.misses += 1
+                    # (A block too big to cache is searched without the cache.)
+                    found = native.block_find(self._load_block(i), key, seq_limit)  # type: ignore[misc]
+                    if found is None:  # the key's versions go on in the next block
+                        found = table_get(*args, key, seq_limit, i + 1)
+            except ValueError as err:
+                raise CorruptionError(str(err), file=self.path) from err
+            if found is not ABSENT:
+                cache.hits += 1  # approximate: a read that loaded a block counts both
+            return found  # type: ignore[no-any-return]
+        if not bloom.may_contain_python(key):
             return ABSENT
         i = bisect_left(self.last_keys, key)
-        nblocks = self.nblocks
-        cache = self._cache
-        find = native.block_find
-        while i < nblocks:
-            data = cache.get(self._cache_base | i)
-            if data is None:
-                data = self._load_block(i)
-            if find is None:
-                found = self.block(i).find_python(key, seq_limit)
-            else:
-                try:
-                    found = find(data, key, seq_limit)
-                except ValueError as err:
-                    offset = self.offsets[i]
-                    raise CorruptionError(str(err), file=self.path, offset=offset) from err
+        while i < self.nblocks:
+            found = self.block(i).find_python(key, seq_limit)
             if found is not None:
                 return found
             i += 1

@@ -182,8 +182,9 @@ JOB_RETRIES = 1
 # Jobs run in lanes, each with its own workers, as RocksDB runs flushes in a
 # high-priority pool and compactions in a low-priority one: a flush frees memtable
 # space that writers are waiting for, so it must never queue behind a long
-# compaction. (A nice value for compactions was measured: starved, they let level 0
-# reach its stop trigger, which stalls writes far longer.)
+# compaction, and when both want the CPU the flush should mostly win. Compactions
+# run at nice 3: at nice 10 they starved and level 0 reached its stop trigger; at
+# nice 0 flushes fell behind and writers stalled more (docs in lsm_options).
 LANES: dict[str, tuple[int, int]] = {"flush": (1, 0), "compact": (1, 3)}  # workers, nice
 
 

@@ -68,7 +68,12 @@ def test_snapshot_survives_flushes_and_compactions(tmp_path: Path) -> None:
 def test_tables_read_by_an_iterator_outlive_the_compaction_that_replaces_them(
     tmp_path: Path,
 ) -> None:
-    db = lsm(tmp_path / "db", level0_compaction_trigger=100, level0_stop_trigger=200)
+    db = lsm(
+        tmp_path / "db",
+        level0_compaction_trigger=100,
+        level0_slowdown_trigger=200,
+        level0_stop_trigger=200,
+    )
     for i in range(400):
         db.put(b"k%04d" % i, b"x" * 50)
     db.flush()

@@ -4,14 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv up test lint typecheck unit bench clean
+.PHONY: venv up test lint typecheck unit unit-pure bench clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The engine's C accelerator (src/atoll/engine/_native.c) needs a compiler and the
+# Python headers; pyenv and python.org builds ship the headers, Debian's python3
+# needs python3-dev. Without them the install still succeeds (the extension is
+# optional) but tests/property/test_native_matches_python.py fails, so we install them.
+$(STAMP): pyproject.toml setup.py src/atoll/engine/_native.c
 	@$(PY) -m venv $(VENV) 2>/dev/null || { apt-get update && apt-get install -y python3-venv python3-dev && $(PY) -m venv $(VENV); }
+	@command -v gcc >/dev/null && $(PY) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		|| { apt-get update && apt-get install -y gcc python3-dev; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python -c 'import atoll.engine._native' || { echo "atoll: the C accelerator did not build" >&2; exit 1; }
 	@touch $(STAMP)
 
 up: venv
@@ -27,10 +34,14 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+# The engine's pure-Python paths (used where the C accelerator is absent).
+unit-pure: venv
+	ATOLL_NO_NATIVE=1 $(BIN)/pytest -q tests/unit/engine tests/faults/test_corruption.py
+
+test: lint typecheck unit unit-pure
 
 bench: venv
 	$(BIN)/python bench/engine.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build *.egg-info src/*.egg-info src/atoll/engine/*.so

@@ -461,22 +461,7 @@ class LsmEngine(EngineBase):
             entry = imm.data.get(key)
             if entry is not None:
                 return entry[1]
-        # _get_from_tables, inlined: this is every point read's path.
-        version = sv.version
-        for t in version.levels[0]:
-            if t.smallest <= key <= t.largest:
-                found, value = t.reader.get(key, MAX_SEQ)
-                if found:
-                    return value  # type: ignore[no-any-return]
-        for tables, largest in version.deep_levels:  # type: ignore[attr-defined]
-            i = bisect_left(largest, key)
-            if i < len(tables):
-                t = tables[i]
-                if t.smallest <= key:
-                    found, value = t.reader.get(key, MAX_SEQ)
-                    if found:
-                        return value  # type: ignore[no-any-return]
-        return None
+        return self._get_from_tables(sv.version, key, MAX_SEQ)
 
     def _get_at(self, key: bytes, seq: int) -> bytes | None:
         check_bytes("key", key)

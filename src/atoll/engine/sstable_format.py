@@ -199,36 +199,6 @@ class Block:
             j += 1
         return None
 
-    def key(self, i: int) -> bytes:
-        kb = self.kbase
-        return self.data[kb + self.koff[i] : kb + self.koff[i + 1]]
-
-    def seq(self, i: int) -> int:
-        p = 16 + 8 * self.n + 8 * i
-        return int.from_bytes(self.data[p : p + 8], "little")
-
-    def is_deletion(self, i: int) -> bool:
-        return self.data[16 + 16 * self.n + i] == KIND_DELETE
-
-    def value(self, i: int) -> bytes:
-        n = self.n
-        p = 12 + 4 * n + 4 * i
-        a, b = _TWO_U32.unpack_from(self.data, p)
-        vb = self.kbase + self.koff[n]
-        return self.data[vb + a : vb + b]
-
-    def seek(self, key: bytes) -> int:
-        """Index of the first entry whose user key is >= `key` (n if none)."""
-        data, koff, kb = self.data, self.koff, self.kbase
-        lo, hi = 0, self.n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if data[kb + koff[mid] : kb + koff[mid + 1]] < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
     def check_lengths(self, path: str, offset: int) -> None:
         """The key and value areas end exactly where the block does (a CRC-valid block
         that fails this was written wrong: still corruption to the reader)."""
@@ -262,21 +232,14 @@ class Block:
         self, path: str = "?", offset: int = 0
     ) -> tuple[list[bytes], list[int], list[bytes | None]]:
         """All entries decoded: keys, sequence numbers, values (None for a tombstone)."""
-        data, n, kb = self.data, self.n, self.kbase
-        mv = memoryview(data)
-        koff = self.koff
-        voff = _view(mv[12 + 4 * n : 16 + 8 * n], "I")
-        seqs = _view(mv[16 + 8 * n : 16 + 16 * n], "Q")
-        vb = kb + koff[n]
         self.check_lengths(path, offset)
-        keys = [data[kb + a : kb + b] for a, b in pairwise(koff)]
-        values: list[bytes | None] = [data[vb + a : vb + b] for a, b in pairwise(voff)]
-        if data[4] & 1:  # has deletions
-            kinds = data[16 + 16 * n : kb]
-            for i in range(n):
+        keys, seqs, kinds, raw = self.raw_columns()
+        values: list[bytes | None] = list(raw)
+        if self.data[4] & 1:  # the block holds deletions
+            for i in range(self.n):
                 if kinds[i] == KIND_DELETE:
                     values[i] = None
-        return keys, list(seqs), values
+        return keys, seqs, values
 
 
 _TWO_U32 = struct.Struct("<II")

@@ -195,7 +195,7 @@ class LmdbEngine(EngineBase):
             self._exit()
         return {
             "kind": "lmdb",
-            "levels": 0,
+            "levels": [],  # no levels: the key is a per-level list in every kind
             "files": 1,
             "bytes": size,
             "keys": stat["entries"],

@@ -139,7 +139,7 @@ class MemoryEngine(EngineBase):
             self._check_open()
             return {
                 "kind": "memory",
-                "levels": 0,
+                "levels": [],  # no levels: the key is a per-level list in every kind
                 "files": 0,
                 "bytes": self._table.size_bytes,
                 "keys": len(self._table.keys),

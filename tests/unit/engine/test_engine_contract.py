@@ -431,8 +431,10 @@ def test_stats(db: Engine, engine_kind: str) -> None:
     assert stats["kind"] == engine_kind
     for name in ("files", "bytes"):
         assert isinstance(stats[name], int) and stats[name] >= 0, name
-    # A count of levels (0 for the memory and LMDB kinds) or a per-level breakdown.
-    assert isinstance(stats["levels"], int | list)
+    # A per-level breakdown (empty for the kinds without levels).
+    assert isinstance(stats["levels"], list)
+    for level in stats["levels"]:
+        assert set(level) >= {"level", "files", "bytes"}
     for name in ("write_amplification", "cache_hit_ratio"):
         assert isinstance(stats[name], float) and stats[name] >= 0.0, name
     assert stats["cache_hit_ratio"] <= 1.0

@@ -6,6 +6,7 @@ names; `open_engine` in `atoll.engine` picks the implementation by kind.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, Protocol, Self
 
@@ -132,11 +133,11 @@ class Engine(ReadView, Protocol):
     def close(self) -> None: ...
 
 
-class EngineBase:
+class EngineBase(ABC):
     """Shared plumbing: `put`/`delete` are one-op batches; context-manager support."""
 
-    def write(self, batch: WriteBatch, sync: bool = False) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def write(self, batch: WriteBatch, sync: bool = False) -> None: ...
 
     def put(self, key: bytes, value: bytes, sync: bool = False) -> None:
         batch = WriteBatch()
@@ -148,14 +149,20 @@ class EngineBase:
         batch.delete(key)
         self.write(batch, sync)
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_batch(batch: object) -> None:
+    """Raise TypeError unless `batch` is a WriteBatch."""
+    if not isinstance(batch, WriteBatch):
+        raise TypeError(f"batch must be a WriteBatch, not {type(batch).__name__}")
 
 
 def check_scan_args(start: object, end: object) -> None:

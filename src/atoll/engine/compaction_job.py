@@ -24,6 +24,7 @@ from atoll.base.errors import CorruptionError, invariant
 from atoll.engine import native
 from atoll.engine.api import OP_DELETE, OP_PUT
 from atoll.engine.batch_codec import decode_batch
+from atoll.engine.block_cache import BlockCache
 from atoll.engine.log_format import FILE_KIND_WAL, WAL_MAGIC, parse_log
 from atoll.engine.sstable_format import KIND_DELETE, cut_points, entry_sizes
 from atoll.engine.sstable_reader import TableReader
@@ -106,8 +107,6 @@ def run_flush(spec: JobSpec, wal_paths: list[str]) -> JobResult:
 
 def run_compaction(spec: JobSpec, tables: list[tuple[str, int]]) -> JobResult:
     """Merge tables given oldest first as (path, number) into the output level."""
-    from atoll.engine.block_cache import BlockCache
-
     result = JobResult()
     inputs = Inputs()
     cache = BlockCache(0)

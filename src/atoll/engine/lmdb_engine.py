@@ -46,6 +46,7 @@ from atoll.engine.api import (
     OP_PUT,
     EngineBase,
     WriteBatch,
+    check_batch,
     check_bytes,
     check_scan_args,
 )
@@ -213,8 +214,7 @@ class LmdbEngine(EngineBase):
 
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         """Apply `batch` in one LMDB transaction; with `sync`, durable on return."""
-        if not isinstance(batch, WriteBatch):
-            raise TypeError(f"batch must be a WriteBatch, not {type(batch).__name__}")
+        check_batch(batch)
         ops = batch.ops
         self._enter()
         try:

@@ -44,6 +44,7 @@ from atoll.engine.api import (
     OP_PUT,
     EngineBase,
     WriteBatch,
+    check_batch,
     check_bytes,
     check_scan_args,
 )
@@ -335,10 +336,8 @@ class LsmEngine(EngineBase):
     # ------------------------------------------------------------------ writes
 
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
-        if type(batch) is not WriteBatch:
-            raise TypeError(f"batch must be a WriteBatch, not {type(batch).__name__}")
-        if self._closed:
-            raise EngineClosedError(f"engine {self.path} is closed")
+        check_batch(batch)
+        self._check_open()
         if not batch.keys:
             return
         with self._lock:
@@ -451,7 +450,7 @@ class LsmEngine(EngineBase):
     def get(self, key: bytes) -> bytes | None:
         if type(key) is not bytes:
             check_bytes("key", key)
-        if self._closed:
+        if self._closed:  # inline rather than _check_open(): every point read passes here
             raise EngineClosedError(f"engine {self.path} is closed")
         sv = self._sv
         entry = sv.mem.data.get(key)
@@ -465,8 +464,7 @@ class LsmEngine(EngineBase):
 
     def _get_at(self, key: bytes, seq: int) -> bytes | None:
         check_bytes("key", key)
-        if self._closed:
-            raise EngineClosedError(f"engine {self.path} is closed")
+        self._check_open()
         sv = self._sv
         for mem in (sv.mem, *sv.imms):
             entry = mem.get(key, seq)
@@ -496,8 +494,7 @@ class LsmEngine(EngineBase):
         self, start: bytes = b"", end: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         check_scan_args(start, end)
-        if self._closed:
-            raise EngineClosedError(f"engine {self.path} is closed")
+        self._check_open()
         with self._lock:
             seq = self._last_seq
             return self._iterate_locked(start, end, reverse, seq)
@@ -506,8 +503,7 @@ class LsmEngine(EngineBase):
         self, start: bytes, end: bytes | None, reverse: bool, seq: int
     ) -> Iterator[tuple[bytes, bytes]]:
         check_scan_args(start, end)
-        if self._closed:
-            raise EngineClosedError(f"engine {self.path} is closed")
+        self._check_open()
         with self._lock:
             return self._iterate_locked(start, end, reverse, seq)
 
@@ -517,8 +513,7 @@ class LsmEngine(EngineBase):
         sv = self._sv
         self._snapshots[seq] = self._snapshots.get(seq, 0) + 1
         version = sv.version
-        pin = self._pins.setdefault(id(version), [version, 0])
-        pin[1] += 1
+        self._pin(version)
         gen = _visible(self._merged(sv, start, end, reverse, seq), seq, reverse)
         return _Iterator(gen, _IteratorRelease(self, seq, version))
 
@@ -544,8 +539,7 @@ class LsmEngine(EngineBase):
         return heapq.merge(*sources, reverse=reverse)
 
     def snapshot(self) -> LsmSnapshot:
-        if self._closed:
-            raise EngineClosedError(f"engine {self.path} is closed")
+        self._check_open()
         with self._lock:
             seq = self._last_seq
             self._snapshots[seq] = self._snapshots.get(seq, 0) + 1
@@ -561,6 +555,14 @@ class LsmEngine(EngineBase):
 
     def _release_iterator(self, seq: int, version: Version) -> None:
         self._release_snapshot(seq)
+        self._unpin(version)
+
+    def _pin(self, version: Version) -> None:
+        """Keep `version`'s tables on disk until `_unpin` (lock held)."""
+        pin = self._pins.setdefault(id(version), [version, 0])
+        pin[1] += 1
+
+    def _unpin(self, version: Version) -> None:
         with self._lock:
             pin = self._pins.get(id(version))
             if pin is not None:
@@ -810,8 +812,7 @@ class LsmEngine(EngineBase):
         self.flush()
         with self._lock:
             version = self._sv.version
-            pin = self._pins.setdefault(id(version), [version, 0])
-            pin[1] += 1
+            self._pin(version)
             state = ManifestState(version, 0, self._next_file, self._last_seq, 1)
         try:
             os.makedirs(path, exist_ok=True)
@@ -821,16 +822,7 @@ class LsmEngine(EngineBase):
             state.next_file = self._next_file + 1
             ManifestWriter(path, state.manifest_number, state).close()
         finally:
-            self._release_iterator_pin(version)
-
-    def _release_iterator_pin(self, version: Version) -> None:
-        with self._lock:
-            pin = self._pins.get(id(version))
-            if pin is not None:
-                pin[1] -= 1
-                if pin[1] <= 0:
-                    del self._pins[id(version)]
-            self._delete_obsolete()
+            self._unpin(version)
 
     def approximate_size(self, start: bytes, end: bytes) -> int:
         """Bytes on disk (and in memtables) for keys in [start, end), estimated from

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 KiB = 1024
@@ -62,10 +62,4 @@ class LsmOptions:
             max(self.memtable_size_bytes // 2, 32 * KiB), 8 * MiB
         )
         base = self.level_base_bytes or self.memtable_size_bytes * self.level0_compaction_trigger
-        return _replace(self, table_target_bytes=target, level_base_bytes=base)
-
-
-def _replace(options: LsmOptions, **changes: Any) -> LsmOptions:
-    from dataclasses import replace
-
-    return replace(options, **changes)
+        return replace(self, table_target_bytes=target, level_base_bytes=base)

@@ -28,6 +28,7 @@ from atoll.engine.api import (
     OP_PUT,
     EngineBase,
     WriteBatch,
+    check_batch,
     check_bytes,
     check_scan_args,
 )
@@ -152,8 +153,7 @@ class MemoryEngine(EngineBase):
 
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         """Apply `batch` atomically. `sync` is accepted and ignored: nothing persists."""
-        if not isinstance(batch, WriteBatch):
-            raise TypeError(f"batch must be a WriteBatch, not {type(batch).__name__}")
+        check_batch(batch)
         ops = batch.ops
         _check_ops(ops)
         with self._lock:

@@ -17,6 +17,8 @@ import os
 from bisect import bisect_left
 from collections.abc import Iterator
 
+from crc32c import crc32c
+
 from atoll.base.errors import CorruptionError
 from atoll.engine import native
 from atoll.engine.block_cache import TABLE_SHIFT, BlockCache
@@ -72,8 +74,6 @@ class TableReader:
         self._view = memoryview(self._mm)
 
     def _load_bloom(self, offset: int, size: int) -> BloomFilter:
-        from crc32c import crc32c
-
         raw = self._mm[offset : offset + size]
         stored = int.from_bytes(raw[-4:], "little")
         actual = crc32c(raw[:-4])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from crc32c import crc32c
+
 from atoll.engine.bloom import build_filter
 from atoll.engine.sstable_format import (
     FILE_HEADER,
@@ -62,7 +64,7 @@ def write_table(
         offset += len(block)
         start = end
     bloom = build_filter(keys, bloom_bits_per_key)
-    bloom_block = bloom + _crc_bytes(bloom)
+    bloom_block = bloom + crc32c(bloom).to_bytes(4, "little")
     parts.append(bloom_block)
     bloom_handle = (offset, len(bloom_block))
     offset += len(bloom_block)
@@ -90,9 +92,3 @@ def write_table(
         smallest_seq=min(seqs),
         largest_seq=max(seqs),
     )
-
-
-def _crc_bytes(payload: bytes) -> bytes:
-    from crc32c import crc32c
-
-    return crc32c(payload).to_bytes(4, "little")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -67,7 +68,7 @@ class Reply(NamedTuple):
     payload: bytes | memoryview
 
 
-class _FrameProtocol(asyncio.BufferedProtocol):
+class _FrameProtocol(asyncio.BufferedProtocol, ABC):
     """What both ends share: decoding, coalesced writes and write-side flow control."""
 
     def __init__(self, message_bytes_max: int, payload_bytes_max: int) -> None:
@@ -103,8 +104,9 @@ class _FrameProtocol(asyncio.BufferedProtocol):
         for frame in frames:
             self.frame_received(frame)
 
+    @abstractmethod
     def frame_received(self, frame: Frame) -> None:
-        raise NotImplementedError
+        """Handle one decoded frame (the server and client sides differ here)."""
 
     def _protocol_error(self, err: RpcError) -> None:
         log.warning("rpc: dropping connection to %s: %s", self._peer, err)

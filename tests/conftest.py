@@ -49,3 +49,18 @@ def open_db(tmp_path: Path, engine_kind: str) -> Iterator[EngineOpener]:
 def db(open_db: EngineOpener) -> Engine:
     """The engine of the test's kind at `tmp_path / "db"`."""
     return open_db()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--rewrite",
+        action="store_true",
+        default=False,
+        help="rewrite golden (datadriven) test files with the actual output",
+    )
+    parser.addoption(
+        "--seed",
+        type=int,
+        default=None,
+        help="replay one seed of the deterministic simulator (tests/sim)",
+    )

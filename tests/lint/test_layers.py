@@ -27,14 +27,19 @@ PACKAGE = "atoll"
 #   base -> engine -> pure cores (raft core, placement, erasure, objects formats, s3
 #   parsing) -> rpc -> services (raft host, kv, storage, meta) -> gateway -> cli, node.
 # `engine` sits directly above `base`: the local engine (formats and its own I/O
-# shell) needs nothing else, and everything above it may use it. `sim` shares its tier
-# so that, for now, it may import only `base` (its checkers are pure); it moves up when
-# the simulator starts driving real nodes. `raft` is there too while it holds only the
-# pure core (quorum arithmetic so far); its host will sit above `rpc`.
+# shell) needs nothing else, and everything above it may use it. `raft` is the pure
+# consensus core, beside it. `sim` drives the pure cores (the Raft core today) on
+# virtual time, so it sits above them and below anything that does network I/O.
+# `proto` is the generated protobuf code, beside `rpc`. `multiraft` is the Raft host
+# (many groups over one transport and one engine); `kv` is the replicated key-value
+# service on top of it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("base",),
-    ("engine", "sim", "raft"),
-    ("rpc",),
+    ("engine", "raft"),
+    ("sim",),
+    ("rpc", "proto"),
+    ("multiraft",),
+    ("kv",),
     ("cli",),
 )
 
@@ -294,6 +299,13 @@ PURE_CORES = (
     "src/atoll/engine/bloom.py",
     "src/atoll/engine/compaction_picker.py",
     "src/atoll/raft/quorum.py",
+    "src/atoll/raft/types.py",
+    "src/atoll/raft/core.py",
+    "src/atoll/raft/raft_log.py",
+    "src/atoll/raft/progress.py",
+    "src/atoll/raft/read_only.py",
+    "src/atoll/sim/network.py",
+    "src/atoll/sim/sim_disk.py",
     "src/atoll/rpc/frame.py",
     "src/atoll/sim/linearizability.py",
 )

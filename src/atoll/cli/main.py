@@ -1,6 +1,6 @@
 """The `atoll` command: a click group with one subgroup per area (shared/DESIGN.md).
 
-So far: `atoll --version` and `atoll engine bench`. Imports stay light at module level
+So far: `atoll --version`, `atoll engine bench` and `atoll sim raft`. Imports stay light at module level
 (numpy, rich and the reference engines load only when a command runs), so
 `atoll --version` works without the benchmark's optional libraries. Does I/O: the terminal and report files.
 """
@@ -106,3 +106,25 @@ def bench(
     print_tables(console, outcome.results, outcome.plan.workloads, outcome.targets)
     if outcome.report_path is not None:
         console.print(f"wrote {outcome.report_path} and {outcome.json_path}", highlight=False)
+
+
+@main.group()
+def sim() -> None:
+    """Deterministic simulation."""
+
+
+@sim.command("raft")
+@click.option("--seeds", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--start", type=int, default=0, show_default=True, help="First seed.")
+@click.option("--seed", type=int, help="Replay this one seed (prints its run).")
+@click.option("--jobs", type=click.IntRange(min=1), help="Worker processes (default: CPUs).")
+@click.option("-v", "--verbose", is_flag=True, help="One line per seed.")
+def sim_raft(seeds: int, start: int, seed: int | None, jobs: int | None, verbose: bool) -> None:
+    """Run the Raft simulator over seeds; exit non-zero on any violation."""
+    from atoll.cli import sim_cmd
+
+    if seed is not None:
+        start, seeds, verbose = seed, 1, True
+    ok = sim_cmd.run(start, seeds, jobs or sim_cmd.default_jobs(), verbose, click.echo)
+    if not ok:
+        raise SystemExit(1)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv up test lint typecheck unit unit-pure bench clean
+.PHONY: venv up test lint typecheck unit unit-pure bench proto clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,11 @@ test: lint typecheck unit unit-pure
 
 bench: venv
 	$(BIN)/python bench/engine.py
+
+# Regenerate src/atoll/proto/ from proto/atoll/*.proto (commit the result; the unit
+# tests fail while it is stale). See proto/generate.py for the import layout.
+proto: venv
+	$(BIN)/python proto/generate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info src/atoll/engine/*.so

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import pytest
 
 from atoll.rpc import (
     ERROR_HANDLER_FAILED,
     ERROR_UNKNOWN_METHOD,
+    INFLIGHT_CALLS_MAX,
+    Chunk,
+    ClientStreamHandler,
     ConnectionLost,
     Handler,
+    Reply,
     RpcClient,
     RpcRemoteError,
     RpcServer,
@@ -34,13 +40,15 @@ async def fail(message: bytes, payload: bytes | memoryview) -> tuple[bytes, None
 def run_with(
     handlers: Mapping[str, Handler],
     body: Callable[[RpcServer, RpcClient], Awaitable[None]],
-    **client_options: int,
+    *,
+    inflight_max: int = INFLIGHT_CALLS_MAX,
+    client_stream_handlers: Mapping[str, ClientStreamHandler] | None = None,
 ) -> None:
     async def main() -> None:
-        server = RpcServer(handlers, HOST, 0)
+        server = RpcServer(handlers, HOST, 0, client_stream_handlers=client_stream_handlers)
         await server.start()
         try:
-            client = await RpcClient.connect(HOST, server.port, **client_options)
+            client = await RpcClient.connect(HOST, server.port, inflight_max=inflight_max)
             try:
                 await body(server, client)
             finally:
@@ -205,3 +213,83 @@ def test_connect_refused_is_connection_lost() -> None:
             await RpcClient.connect(HOST, port, connect_timeout_s=5)
 
     asyncio.run(main())
+
+
+# -- streams -------------------------------------------------------------------------------
+
+CHUNK_BYTES = 1024 * 1024
+
+
+def _block(i: int) -> bytes:
+    return bytes([i % 251]) * CHUNK_BYTES
+
+
+def test_server_stream_of_large_chunks() -> None:
+    async def download(message: bytes, payload: bytes | memoryview) -> AsyncIterator[Chunk]:
+        for i in range(int(message)):
+            yield b"%d" % i, _block(i)
+
+    async def body(server: RpcServer, client: RpcClient) -> None:
+        digest = hashlib.sha256()
+        count = 0
+        async for reply in client.stream("download", b"48", payload_crc=True):
+            assert reply.message == b"%d" % count
+            assert len(reply.payload) == CHUNK_BYTES
+            digest.update(reply.payload)
+            count += 1
+        assert count == 48
+        assert digest.digest() == hashlib.sha256(b"".join(map(_block, range(48)))).digest()
+        assert client.pending_calls == 0
+
+    run_with({"download": download}, body)
+
+
+def test_client_stream_of_large_chunks_in_parts() -> None:
+    async def upload(chunks: AsyncIterator[Reply]) -> Chunk:
+        digest = hashlib.sha256()
+        count = 0
+        async for reply in chunks:
+            assert reply.message == b"%d" % count
+            digest.update(reply.payload)
+            count += 1
+        return b"%d" % count, digest.digest()
+
+    async def source() -> AsyncIterator[Chunk]:
+        for i in range(40):
+            block = _block(i)
+            yield b"%d" % i, [block[:100], block[100:]]  # sent as two unjoined parts
+
+    async def body(server: RpcServer, client: RpcClient) -> None:
+        reply = await client.call_stream("upload", source(), payload_crc=True, timeout_s=30)
+        assert reply.message == b"40"
+        assert reply.payload == hashlib.sha256(b"".join(map(_block, range(40)))).digest()
+        # Unary calls share the connection with a stream in progress.
+        assert await client.call("echo", b"after") == (b"after", b"")
+
+    run_with({"echo": echo}, body, client_stream_handlers={"upload": upload})
+
+
+def test_calls_go_on_while_a_stream_consumer_stalls() -> None:
+    closed = asyncio.Event()
+
+    async def endless(message: bytes, payload: bytes | memoryview) -> AsyncIterator[Chunk]:
+        i = 0
+        try:
+            while True:
+                yield b"%d" % i, _block(i)
+                i += 1
+        finally:
+            closed.set()
+
+    async def body(server: RpcServer, client: RpcClient) -> None:
+        async with contextlib.aclosing(client.stream("endless", b"")) as replies:
+            assert (await anext(replies)).message == b"0"
+            # The stream holds at most a window of chunks; other calls still flow.
+            for i in range(50):
+                assert await client.call("echo", b"%d" % i) == (b"%d" % i, b"")
+            assert (await anext(replies)).message == b"1"
+        # Leaving the block cancelled the stream on the server.
+        await asyncio.wait_for(closed.wait(), 10)
+        assert client.pending_calls == 0
+
+    run_with({"endless": endless, "echo": echo}, body)

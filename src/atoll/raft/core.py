@@ -75,6 +75,10 @@ if TYPE_CHECKING:
 
 MT = MessageType
 
+LEASE_MARGIN_TICKS = 2
+"""How much sooner than a follower's election timeout a leader's lease ends: room for
+clock drift between nodes (Raft thesis §6.4.1)."""
+
 CAMPAIGN_TRANSFER = b"transfer"
 """Context of a vote request sent because of a leadership transfer: voters grant it
 even inside a leader lease."""
@@ -121,6 +125,11 @@ class Raft:
         group's first configuration is its base snapshot's `conf`). `applied` is the
         index the host's state machine has applied already."""
         state = state or PersistedState()
+        if not state.snapshot.conf.voters:
+            # A node that joins later is created with the group's first configuration
+            # too (or a snapshot): conf changes replayed from the log apply on top of
+            # it, so starting from an empty one would yield a wrong voter set.
+            raise ConfigError(f"node {config.id}: the log base has no voters")
         self.config = config
         self.id = config.id
         self._rng = rng
@@ -144,6 +153,9 @@ class Raft:
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = 0
+        self.ticks = 0  # ticks since this core was made: the clock of leases
+        # Per voter, the latest tick at which a heartbeat it acknowledged was sent.
+        self._lease_acks: dict[int, int] = {}
         self._step_role: Callable[[Message], None] = self._step_follower
         self._tick_role: Callable[[], None] = self._tick_election
         self._set_conf(state.snapshot.index, state.snapshot.conf)
@@ -155,6 +167,7 @@ class Raft:
     # -- public inputs ----------------------------------------------------------------
 
     def tick(self) -> None:
+        self.ticks += 1
         self._tick_role()
 
     def campaign(self) -> None:
@@ -175,9 +188,13 @@ class Raft:
             raise ValueError("read_index needs a non-empty context")
         if self.lead == NONE:
             raise NotLeader(self.id, self.term, NONE)
+        if self.role is Role.LEADER and self._reads_full():
+            raise ProposalDropped(f"node {self.id}: read-index queue full")
         self.step(Message(MT.READ_INDEX, frm=self.id, context=context))
 
     def transfer_leader(self, target: int) -> None:
+        if self.lead == NONE:
+            raise NotLeader(self.id, self.term, NONE)
         self.step(Message(MT.TRANSFER_LEADER, frm=target))
 
     def report_unreachable(self, node: int) -> None:
@@ -338,6 +355,7 @@ class Raft:
         self.randomized_election_timeout = timeout + self._rng.randrange(timeout)
         self.lead_transferee = NONE
         self.votes = {}
+        self._lease_acks = {}
         self.read_only.reset()
         self._pending_reads = []
         self.pending_conf_index = 0
@@ -377,10 +395,9 @@ class Raft:
         self.role = Role.LEADER
         self._step_role = self._step_leader
         self._tick_role = self._tick_heartbeat
-        for pr in self.prs.values():
-            pr.recent_active = True
         me = self.prs.get(self.id)
         if me is not None:
+            me.recent_active = True
             me.become_replicate()
             me.match = self.log.stable
             me.next = self.log.last_index() + 1
@@ -464,18 +481,13 @@ class Raft:
 
     def _step_follower(self, m: Message) -> None:
         t = m.type
-        if t is MT.PROP:
-            raise NotLeader(self.id, self.term, self.lead)
         if t in (MT.APP, MT.HEARTBEAT, MT.SNAP):
             self.election_elapsed = 0
             self.lead = m.frm
             self._handle_leader_message(m)
         elif t in (MT.TRANSFER_LEADER, MT.READ_INDEX):
-            if self.lead == NONE:
-                if m.frm == self.id or t is MT.TRANSFER_LEADER:
-                    raise NotLeader(self.id, self.term, NONE)
-                return
-            self._send(Message(t, to=self.lead, frm=m.frm, context=m.context), keep_from=True)
+            if self.lead != NONE:  # else dropped: the requester times out and retries
+                self._send(Message(t, to=self.lead, frm=m.frm, context=m.context), keep_from=True)
         elif t is MT.TIMEOUT_NOW:
             self._hup(transfer=True)
         elif t is MT.READ_INDEX_RESP:
@@ -483,8 +495,6 @@ class Raft:
 
     def _step_candidate(self, m: Message) -> None:
         t = m.type
-        if t is MT.PROP:
-            raise NotLeader(self.id, self.term, NONE)
         if t in (MT.APP, MT.HEARTBEAT, MT.SNAP):
             self.become_follower(m.term, m.frm)
             self._handle_leader_message(m)
@@ -496,15 +506,14 @@ class Raft:
                 self._won_election(pre)
             elif result is VoteResult.LOST:
                 self.become_follower(self.term, NONE)
-        elif t in (MT.TRANSFER_LEADER, MT.READ_INDEX) and m.frm == self.id:
-            raise NotLeader(self.id, self.term, NONE)
 
     def _handle_leader_message(self, m: Message) -> None:
         if m.type is MT.APP:
             self._handle_append(m)
         elif m.type is MT.HEARTBEAT:
             self._commit_to(m.commit)
-            self._send(Message(MT.HEARTBEAT_RESP, to=m.frm, context=m.context))
+            # Echo the heartbeat's send tick: the leader's lease runs from it.
+            self._send(Message(MT.HEARTBEAT_RESP, to=m.frm, index=m.index, context=m.context))
         else:
             self._handle_snapshot(m)
 
@@ -549,7 +558,8 @@ class Raft:
             self.log.restore(snapshot)
             self._conf_history = []
             self._set_conf(meta.index, meta.conf)
-        self._send(Message(MT.APP_RESP, to=m.frm, index=self.log.last_index()))
+        # Acknowledge the snapshot's index only: a suffix beyond it is not vouched for.
+        self._send(Message(MT.APP_RESP, to=m.frm, index=self.log.committed))
 
     # -- leader -----------------------------------------------------------------------
 
@@ -579,6 +589,8 @@ class Raft:
         elif t is MT.HEARTBEAT_RESP:
             pr.recent_active = True
             pr.probe_sent = False
+            if m.index > self._lease_acks.get(m.frm, 0):
+                self._lease_acks[m.frm] = m.index
             if pr.state is ProgressState.REPLICATE and pr.inflights.full():
                 pr.inflights.free_first_one()
             if pr.match < self.log.last_index():
@@ -629,54 +641,77 @@ class Raft:
             self._send(Message(MT.TIMEOUT_NOW, to=m.frm))
 
     def _leader_propose(self, m: Message) -> None:
-        if self.id not in self.prs:
-            raise ProposalDropped(f"node {self.id} was removed from the group")
-        if self.lead_transferee != NONE:
-            raise ProposalDropped(
-                f"node {self.id}: leadership transfer to {self.lead_transferee} in progress"
-            )
-        if self.log.last_index() - self.log.committed >= self.config.uncommitted_entries_max:
-            raise ProposalDropped(f"node {self.id}: too many uncommitted entries")
-        for entry in m.entries:
+        if m.frm != self.id or self._proposal_refusal(m.entries) is not None:
+            return  # proposals come only from `propose`, which said why it refused
+        for offset, entry in enumerate(m.entries):
             if entry.type is EntryType.CONF_CHANGE:
-                self._check_conf_change(ConfChange.decode(entry.data))
-                self.pending_conf_index = self.log.last_index() + 1
+                self.pending_conf_index = self.log.last_index() + 1 + offset
         self._append_entries(list(m.entries))
         self._bcast_append()
 
-    def _check_conf_change(self, change: ConfChange) -> None:
+    def _proposal_refusal(self, entries: tuple[Entry, ...]) -> str | None:
+        if self.id not in self.prs:
+            return f"node {self.id} was removed from the group"
+        if self.lead_transferee != NONE:
+            return f"node {self.id}: leadership transfer to {self.lead_transferee} in progress"
+        if self.log.last_index() - self.log.committed >= self.config.uncommitted_entries_max:
+            return f"node {self.id}: too many uncommitted entries"
+        changes = [e for e in entries if e.type is EntryType.CONF_CHANGE]
+        if len(changes) > 1:
+            return "one configuration change at a time"
+        for entry in changes:
+            refusal = self._conf_change_refusal(ConfChange.decode(entry.data))
+            if refusal is not None:
+                return refusal
+        return None
+
+    def _conf_change_refusal(self, change: ConfChange) -> str | None:
         if self.pending_conf_index > self.log.committed:
-            raise ProposalDropped(
+            return (
                 f"node {self.id}: a configuration change (index {self.pending_conf_index})"
                 " or this term's first entry is not committed yet"
             )
         after = self.conf.apply(change)
         if not after.voters:
-            raise ProposalDropped(f"removing node {change.node_id} would leave no voters")
+            return f"removing node {change.node_id} would leave no voters"
         pr = self.prs.get(change.node_id)
         if change.op is ConfChangeOp.ADD_VOTER and pr is not None and pr.is_learner:
             lag = self.log.last_index() - pr.match
             if lag > self.config.learner_promote_lag_max:
-                raise ProposalDropped(
-                    f"learner {change.node_id} is {lag} entries behind; not promoting yet"
-                )
+                return f"learner {change.node_id} is {lag} entries behind; not promoting yet"
+        return None
 
     def _leader_read_index(self, m: Message) -> None:
+        if self._reads_full():
+            return  # dropped: the requester times out
         if self.log.term(self.log.committed) != self.term:
             # Until an entry of this term commits, the commit index may be behind what
             # earlier leaders committed: hold the read.
-            if len(self._pending_reads) >= self.config.read_requests_max:
-                raise ProposalDropped(f"node {self.id}: read-index queue full")
             self._pending_reads.append(m)
             return
         self._start_read(m)
 
+    def _lease_valid(self) -> bool:
+        """Whether no other leader can have been elected yet: a majority acknowledged a
+        heartbeat sent at tick T, each of them refuses votes for an election timeout
+        after receiving it, so none can vote before T + timeout on its own clock."""
+        if self.lead_transferee != NONE:
+            return False  # a transfer lets the target campaign at once
+        acks = dict(self._lease_acks)
+        acks[self.id] = self.ticks
+        since = self._quorum.committed_index(acks)
+        return self.ticks < since + self.config.election_timeout_ticks - LEASE_MARGIN_TICKS
+
+    def _reads_full(self) -> bool:
+        held = len(self._pending_reads) + len(self.read_only.pending)
+        return held >= self.config.read_requests_max
+
     def _start_read(self, m: Message) -> None:
-        if self.config.lease_reads:
+        if self.config.lease_reads and self._lease_valid():
             self._answer_read(m.frm, self.log.committed, m.context)
             return
         if self.read_only.full():
-            raise ProposalDropped(f"node {self.id}: read-index queue full")
+            return  # dropped: the requester times out
         if self.read_only.add(self.log.committed, m.frm, m.context):
             self._handle_read_ack(self.id, m.context)
             self._bcast_heartbeat(m.context)
@@ -775,6 +810,8 @@ class Raft:
         return True
 
     def _bcast_append(self) -> None:
+        if self.role is not Role.LEADER:
+            return  # a commit just removed this leader
         for node in sorted(self.prs):
             if node != self.id:
                 self._send_append(node)
@@ -783,13 +820,18 @@ class Raft:
         for node in sorted(self.prs):
             if node != self.id:
                 commit = min(self.prs[node].match, self.log.committed)
-                self._send(Message(MT.HEARTBEAT, to=node, commit=commit, context=context))
+                self._send(
+                    Message(MT.HEARTBEAT, to=node, index=self.ticks, commit=commit, context=context)
+                )
 
     # -- configuration ----------------------------------------------------------------
 
     def _propose(self, entry: Entry) -> int:
         if self.role is not Role.LEADER:
             raise NotLeader(self.id, self.term, self.lead)
+        refusal = self._proposal_refusal((entry,))
+        if refusal is not None:
+            raise ProposalDropped(refusal)
         self.step(Message(MT.PROP, frm=self.id, entries=(entry,)))
         return self.log.last_index()
 
@@ -806,7 +848,9 @@ class Raft:
         commit index, so every node switches at the same log position)."""
         if upto <= after:
             return
-        for entry in self.log.slice(after + 1, upto + 1, 1 << 62) or []:
+        entries = self.log.slice(after + 1, upto + 1, 1 << 62)
+        invariant(entries is not None, f"node {self.id}: committed entries {after + 1}.. compacted")
+        for entry in entries or []:
             if entry.type is EntryType.CONF_CHANGE:
                 change = ConfChange.decode(entry.data)
                 self._set_conf(entry.index, self.conf.apply(change))
@@ -833,8 +877,7 @@ class Raft:
             return
         if self.lead_transferee not in (NONE, *conf.voters):
             self.lead_transferee = NONE
-        if self._maybe_commit():
-            self._bcast_append()
+        self._maybe_commit()  # a smaller quorum may commit more; the caller broadcasts
 
     # -- sending ----------------------------------------------------------------------
 

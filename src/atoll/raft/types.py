@@ -190,8 +190,8 @@ class ReadState:
 class Ready:
     """Everything the host must do, in this order:
 
-    1. **persist**: if `snapshot` is set, store it and make it the log's base (drop the
-       stored log up to and including `snapshot.meta.index`); then, if `entries` is
+    1. **persist**: if `snapshot` is set, store it and make it the log's base, dropping
+       the whole stored log (entries after it may be a divergent tail); then, if `entries` is
        non-empty, delete every stored entry at index >= `entries[0].index` and store
        `entries`; then store `hard_state` if set. If `must_sync`, fsync before step 2.
     2. **send** `messages` (each already addressed; sending may fail silently: Raft

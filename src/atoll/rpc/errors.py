@@ -35,10 +35,21 @@ class RpcTimeout(RpcError, TimeoutError):
 
 class RpcRemoteError(RpcError):
     """The peer answered with an error frame: its handler raised, or it knew no such
-    method. `code` is one of the `ERROR_*` codes of `atoll.rpc.frame`; `remote_message`
-    is the peer's text (for a handler failure, the exception's type and message)."""
+    method. `code` is one of the `ERROR_*` codes of `atoll.rpc.frame`, or the code of
+    a `HandlerError` the handler raised; `remote_message` is the peer's text (for a
+    handler failure, the exception's type and message) and `detail` the error frame's
+    message bytes as sent (binary for a `HandlerError`, such as a serialized
+    `atoll.kv.v1.KvError` under code `kv_error`)."""
 
-    def __init__(self, code: str, remote_message: str, *, method: str, request_id: int) -> None:
+    def __init__(
+        self,
+        code: str,
+        remote_message: str,
+        *,
+        method: str,
+        request_id: int,
+        detail: bytes = b"",
+    ) -> None:
         super().__init__(
             f"remote error {code} in {method!r} (request {request_id}): {remote_message}"
         )
@@ -46,6 +57,25 @@ class RpcRemoteError(RpcError):
         self.remote_message = remote_message
         self.method = method
         self.request_id = request_id
+        self.detail = detail
+
+
+class HandlerError(RpcError):
+    """Raised by a handler to answer with an error frame of its own: `code` (1..255
+    bytes of UTF-8, not one of the transport's `ERROR_*` codes) and `detail`, the
+    frame's message, at most `DETAIL_BYTES_MAX` bytes. The caller gets an
+    `RpcRemoteError` with the same `code` and `detail`."""
+
+    DETAIL_BYTES_MAX = 4096
+
+    def __init__(self, code: str, detail: bytes = b"") -> None:
+        if not 0 < len(code.encode()) <= 255:
+            raise ValueError(f"error code {code!r} must be 1..255 bytes")
+        if len(detail) > self.DETAIL_BYTES_MAX:
+            raise ValueError(f"error detail of {len(detail)} bytes, over {self.DETAIL_BYTES_MAX}")
+        super().__init__(f"handler error {code} ({len(detail)} bytes of detail)")
+        self.code = code
+        self.detail = detail
 
 
 class ConnectionLost(RpcError, ConnectionError):
@@ -53,4 +83,11 @@ class ConnectionLost(RpcError, ConnectionError):
     also raised by calls on a client that is already closed."""
 
 
-__all__ = ["ConnectionLost", "FrameError", "RpcError", "RpcRemoteError", "RpcTimeout"]
+__all__ = [
+    "ConnectionLost",
+    "FrameError",
+    "HandlerError",
+    "RpcError",
+    "RpcRemoteError",
+    "RpcTimeout",
+]

@@ -13,6 +13,12 @@ lost its place in the stream, which would otherwise read garbage lengths and wai
 gigabytes that never come. The payload is checked only when the sender sets
 `FLAG_PAYLOAD_CRC`.
 
+Streams (docs/rpc.md §5) use three more kinds: `STREAM_CHUNK` and `STREAM_END` carry
+a stream's chunks and its end, and `STREAM_ACK` returns window credit to the sender
+(`encode_ack`/`decode_ack`); a request opens a stream with `FLAG_CLIENT_STREAM` or
+`FLAG_SERVER_STREAM`. The window (`STREAM_WINDOW_CHUNKS`) is part of the format, since
+both ends must agree on it.
+
 `FrameDecoder` is fed bytes, either with `feed(data)` or through the
 `get_buffer`/`buffer_updated` pair that matches `asyncio.BufferedProtocol`, and
 returns complete frames. A frame whose body is larger than `LARGE_BODY_BYTES` gets a
@@ -41,18 +47,38 @@ KIND_ERROR = 3
 KIND_STREAM_CHUNK = 4
 KIND_STREAM_END = 5
 KIND_CANCEL = 6
+KIND_STREAM_ACK = 7
 KINDS = frozenset(
-    {KIND_REQUEST, KIND_RESPONSE, KIND_ERROR, KIND_STREAM_CHUNK, KIND_STREAM_END, KIND_CANCEL}
+    {
+        KIND_REQUEST,
+        KIND_RESPONSE,
+        KIND_ERROR,
+        KIND_STREAM_CHUNK,
+        KIND_STREAM_END,
+        KIND_CANCEL,
+        KIND_STREAM_ACK,
+    }
 )
 
 # Flag bits. A reader rejects a frame with a bit it does not know.
 FLAG_PAYLOAD_CRC = 0x01
-FLAGS_KNOWN = FLAG_PAYLOAD_CRC
+FLAG_CLIENT_STREAM = 0x02  # on a REQUEST: the caller's chunks follow (STREAM_CHUNK... STREAM_END)
+FLAG_SERVER_STREAM = 0x04  # on a REQUEST: the caller reads a stream of reply chunks
+FLAGS_KNOWN = FLAG_PAYLOAD_CRC | FLAG_CLIENT_STREAM | FLAG_SERVER_STREAM
+
+# Stream flow control. A sender has at most this many chunks of one stream sent and not
+# yet acknowledged; a receiver acknowledges chunks as its consumer takes them, this many
+# at a time. A receiver drops the connection if a sender overruns the window.
+STREAM_WINDOW_CHUNKS = 16
+STREAM_ACK_EVERY_CHUNKS = 8
+_ACK = struct.Struct("<I")  # a STREAM_ACK's message: the count of chunks acknowledged
 
 # Error codes carried in the `name` of an error frame.
 ERROR_UNKNOWN_METHOD = "unknown_method"
 ERROR_HANDLER_FAILED = "handler_failed"
 ERROR_DUPLICATE_REQUEST = "duplicate_request"
+ERROR_STREAM_MISMATCH = "stream_mismatch"  # the request's stream flags do not fit the method
+ERROR_TOO_MANY_STREAMS = "too_many_streams"  # the connection has its limit of streams open
 
 HEADER_BYTES = 32
 NAME_BYTES_MAX = 255  # the name length is a u8
@@ -70,6 +96,9 @@ _FIELDS = struct.Struct("<BBBBB3xQIII")  # header bytes 0..27; the header CRC fo
 _CRC = struct.Struct("<I")
 
 Payload = bytes | bytearray | memoryview
+# What a sender may pass as a payload: one buffer, or parts sent one after another
+# without being joined (their concatenation is the payload).
+OutPayload = Payload | Sequence[Payload]
 
 
 class Frame(NamedTuple):
@@ -122,31 +151,61 @@ def encode_frame(
     request_id: int,
     name: bytes = b"",
     message: bytes = b"",
-    payload: Payload | None = None,
+    payload: OutPayload | None = None,
     *,
+    flags: int = 0,
     payload_crc: bool = False,
     message_bytes_max: int = MESSAGE_BYTES_MAX,
     payload_bytes_max: int = PAYLOAD_BYTES_MAX,
 ) -> Sequence[bytes | memoryview]:
     """A whole frame as buffers to write one after another: the header with the name
-    and message in one `bytes`, then the payload untouched (not copied) if there is
-    one. `payload_crc` sets `FLAG_PAYLOAD_CRC` and computes the payload's CRC-32C."""
-    view = _byte_view(payload) if payload is not None else None
-    payload_len = view.nbytes if view is not None else 0
-    crc = crc32c(view) if payload_crc and view is not None else 0
+    and message in one `bytes`, then the payload untouched (not copied): one buffer, or
+    each of its parts if it is a sequence of buffers. `flags` are the stream flags;
+    `payload_crc` sets `FLAG_PAYLOAD_CRC` and computes the payload's CRC-32C."""
+    if payload is None:
+        views: list[memoryview] = []
+    elif isinstance(payload, bytes | bytearray | memoryview):
+        views = [_byte_view(payload)]
+    else:
+        views = [view for view in map(_byte_view, payload) if view.nbytes]
+    payload_len = sum(view.nbytes for view in views)
+    crc = 0
+    if payload_crc:
+        for view in views:
+            crc = crc32c(view, crc)
+        flags |= FLAG_PAYLOAD_CRC
     header = encode_header(
         kind,
         request_id,
         name_len=len(name),
         message_len=len(message),
         payload_len=payload_len,
-        flags=FLAG_PAYLOAD_CRC if payload_crc else 0,
+        flags=flags,
         payload_crc=crc,
         message_bytes_max=message_bytes_max,
         payload_bytes_max=payload_bytes_max,
     )
     head = b"".join((header, name, message))
-    return (head,) if view is None or payload_len == 0 else (head, view)
+    return (head,) if payload_len == 0 else (head, *views)
+
+
+def encode_ack(request_id: int, count: int) -> Sequence[bytes]:
+    """A `STREAM_ACK` frame returning `count` chunks of window to the sender."""
+    if not 0 < count <= STREAM_WINDOW_CHUNKS:
+        raise FrameError(f"stream ack of {count} chunks, outside 1..{STREAM_WINDOW_CHUNKS}")
+    message = _ACK.pack(count)
+    return (encode_header(KIND_STREAM_ACK, request_id, message_len=len(message)) + message,)
+
+
+def decode_ack(frame: Frame) -> int:
+    """The count of chunks a `STREAM_ACK` frame acknowledges (`FrameError` if its
+    message is not a u32 in 1..`STREAM_WINDOW_CHUNKS`)."""
+    if len(frame.message) != _ACK.size:
+        raise FrameError(f"stream ack with a {len(frame.message)}-byte message, expected 4")
+    (count,) = _ACK.unpack(frame.message)
+    if not 0 < count <= STREAM_WINDOW_CHUNKS:
+        raise FrameError(f"stream ack of {count} chunks, outside 1..{STREAM_WINDOW_CHUNKS}")
+    return int(count)
 
 
 def _byte_view(payload: Payload) -> memoryview:

@@ -118,7 +118,7 @@ class SimParams:
             compact_every_entries=rng.choice((8, 32, 1000)),
             op_timeout_steps=rng.choice((100, 300)),
             pre_vote=rng.random() < 0.8,
-            lease_reads=False,
+            lease_reads=rng.random() < 0.3,
         )
 
 
@@ -221,6 +221,9 @@ class SimNode:
         self.sync_epoch = 0
         self.pending: list[PendingOp] = []
         self.incarnation = 0
+        # What the state machine has applied (the core's `log.applied` jumps when it
+        # takes a snapshot, before the host has installed it).
+        self.applied = 0
 
     @property
     def alive(self) -> bool:
@@ -324,6 +327,7 @@ class RaftSim:
         state = node.disk.load()
         snapshot = node.disk.synced.snapshot
         node.state = decode_state(snapshot.data)
+        node.applied = snapshot.meta.index
         node.incarnation += 1
         node.core = self.core_factory(
             node.config, random.Random(self.rng.getrandbits(32)), state, snapshot.meta.index
@@ -400,8 +404,10 @@ class RaftSim:
             self.send(node, m)
         if rd.snapshot is not None:
             node.state = decode_state(rd.snapshot.data)
+            node.applied = rd.snapshot.meta.index
         for entry in rd.committed_entries:
             self.apply(node, entry)
+            node.applied = entry.index
         for rs in rd.read_states:
             self.read_ready(node, rs.index, rs.context)
         core.advance(rd)
@@ -495,7 +501,7 @@ class RaftSim:
         if core is None:
             return
         for op in node.pending:
-            if op.kind == "get" and 0 <= op.read_index <= core.log.applied and not op.done:
+            if op.kind == "get" and 0 <= op.read_index <= node.applied and not op.done:
                 self.finish_op(op, output=node.state.get(op.key))
         node.pending = [op for op in node.pending if not op.done]
 
@@ -751,7 +757,9 @@ class RaftSim:
             marker_index = marker[2]
             members = core.conf.voters | core.conf.learners
             return all(
-                (n := self.nodes[m]).core is not None and n.core.log.applied >= marker_index
+                (n := self.nodes[m]).core is not None
+                and n.syncing is None
+                and n.applied >= marker_index
                 for m in members
             )
 
@@ -777,7 +785,7 @@ class RaftSim:
         assert leader is not None and leader.core is not None
         members = leader.core.conf.voters | leader.core.conf.learners
         states = {m: encode_state(self.nodes[m].state) for m in sorted(members)}
-        applied = {m: self.nodes[m].core.log.applied for m in sorted(members)}  # type: ignore[union-attr]
+        applied = {m: self.nodes[m].applied for m in sorted(members)}
         top = max(applied.values())
         reference = [states[m] for m in states if applied[m] == top]
         for m, state in states.items():

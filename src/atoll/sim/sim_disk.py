@@ -29,7 +29,10 @@ class DiskState:
 
     def apply(self, rd: Ready) -> None:
         if rd.snapshot is not None:
-            self.set_snapshot(rd.snapshot)
+            # A snapshot from the leader replaces the whole log: entries after it may
+            # be a divergent tail (the core dropped them too).
+            self.snapshot = rd.snapshot
+            self.entries = []
         if rd.entries:
             first = rd.entries[0].index
             base = self.snapshot.meta.index

@@ -121,10 +121,10 @@ class Env:
 
     def cmd_add_nodes(self, cmd: Command) -> None:
         """`add-nodes COUNT [voters=1,2,3] [learners=..] [index=N] [prevote=true]
-        [checkquorum=true] [lease=false] [inflight=64]`: start COUNT new nodes whose log
-        base is a snapshot at `index` (term 1 unless 0) carrying the given configuration.
-        Without voters/learners a node starts empty and learns the group's configuration
-        from its leader (a snapshot, or the log)."""
+        [checkquorum=true] [lease=false] [inflight=64] [promotelag=1000]`: start COUNT
+        new nodes whose log base is a snapshot at `index` (term 1 unless 0) carrying the
+        given configuration. Without voters/learners a node starts empty and learns the
+        group's configuration from its leader (a snapshot, or the log)."""
         count = cmd.int_arg(0)
         voters = _id_set(cmd.kwargs.get("voters", ""))
         learners = _id_set(cmd.kwargs.get("learners", ""))
@@ -137,6 +137,7 @@ class Env:
                 check_quorum=cmd.kwargs.get("checkquorum", "true") == "true",
                 lease_reads=cmd.kwargs.get("lease", "false") == "true",
                 inflight_batches_max=int(cmd.kwargs.get("inflight", "64")),
+                learner_promote_lag_max=int(cmd.kwargs.get("promotelag", "1000")),
             )
             meta = SnapshotMeta(index, 1 if index else 0, ConfState(voters, learners))
             storage = MemoryStorage(snapshot=Snapshot(meta))
@@ -172,7 +173,7 @@ class Env:
         node = self.nodes[cmd.int_arg(0)]
         for ticks in range(1, 2 * node.config.election_timeout_ticks + 1):
             node.tick()
-            if node.role is not Role.LEADER and node.election_elapsed == 0:
+            if node.election_elapsed == 0:  # reset by the campaign (or by winning it)
                 self.emit(f"node {node.id} campaigns after {ticks} ticks")
                 return
         self.emit(f"node {node.id} did not campaign")
@@ -199,11 +200,9 @@ class Env:
         failed = len(cmd.args) > 2 and cmd.args[2] == "failed"
         self.nodes[cmd.int_arg(0)].report_snapshot(cmd.int_arg(1), failed)
 
-    def cmd_report_unreachable(self, cmd: Command) -> None:
-        """`report-unreachable NODE PEER`: NODE's host could not deliver to PEER."""
-        self.nodes[cmd.int_arg(0)].report_unreachable(cmd.int_arg(1))
-
     def cmd_compact(self, cmd: Command) -> None:
+        """`compact NODE INDEX`: NODE's host saves a snapshot at INDEX (its data: the
+        applied entries' payloads) and compacts the log up to it."""
         node = self.nodes[cmd.int_arg(0)]
         meta = node.snapshot_meta(cmd.int_arg(1))
         data = ",".join(e.data.decode() for e in self.storage[cmd.int_arg(0)].applied if e.data)
@@ -212,12 +211,17 @@ class Env:
         self.emit(f"node {cmd.int_arg(0)}: log base now i{meta.index} t{meta.term}")
 
     def cmd_isolate(self, cmd: Command) -> None:
+        """`isolate NODE`: drop every message NODE sends or is sent from now on
+        (messages already queued for delivery stay queued)."""
         self.cut.add(cmd.int_arg(0))
 
     def cmd_heal(self, cmd: Command) -> None:
+        """`heal`: end every isolation."""
         self.cut.clear()
 
     def cmd_restart(self, cmd: Command) -> None:
+        """`restart NODE`: rebuild NODE from its storage; messages queued for it are
+        lost."""
         node = cmd.int_arg(0)
         self.queues[node] = []
         self._start(node)

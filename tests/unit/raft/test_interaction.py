@@ -21,3 +21,14 @@ TESTDATA = Path(__file__).parent / "testdata"
 def test_interaction(path: Path, request: pytest.FixtureRequest) -> None:
     env = Env()
     check_file(path, env.run, rewrite=bool(request.config.getoption("--rewrite")))
+
+
+def test_a_core_refuses_to_start_without_a_configuration() -> None:
+    # Changes replayed from the log on top of an empty configuration would give a
+    # wrong voter set (a joining node could believe it is alone and elect itself).
+    import random
+
+    from atoll.raft import ConfigError, Raft, RaftConfig
+
+    with pytest.raises(ConfigError, match="no voters"):
+        Raft(RaftConfig(id=4), random.Random(1))

@@ -9,19 +9,25 @@ from hypothesis import strategies as st
 
 from atoll.rpc import FrameError
 from atoll.rpc.frame import (
+    FLAG_CLIENT_STREAM,
     FLAG_PAYLOAD_CRC,
+    FLAG_SERVER_STREAM,
     HEADER_BYTES,
     KIND_CANCEL,
     KIND_ERROR,
     KIND_REQUEST,
     KIND_RESPONSE,
+    KIND_STREAM_ACK,
     KIND_STREAM_CHUNK,
     KINDS,
     LARGE_BODY_BYTES,
     MESSAGE_BYTES_MAX,
     PAYLOAD_BYTES_MAX,
+    STREAM_WINDOW_CHUNKS,
     Frame,
     FrameDecoder,
+    decode_ack,
+    encode_ack,
     encode_frame,
     encode_header,
 )
@@ -225,3 +231,48 @@ def test_round_trip_any_frames_any_chunking(
         for f in out
     ] == frames
     assert decoder.buffered_bytes == 0
+
+
+# -- streams (docs/rpc.md §5) ----------------------------------------------------------------
+
+
+def test_payload_parts_are_sent_unjoined_and_read_as_one_payload() -> None:
+    big = b"B" * (LARGE_BODY_BYTES + 10)
+    parts: list[bytes | bytearray | memoryview] = [b"ab", b"", memoryview(big), bytearray(b"cd")]
+    encoded = encode_frame(KIND_RESPONSE, 3, b"", b"m", parts, payload_crc=True)
+    assert len(encoded) == 4  # head, then each non-empty part as it is
+    assert encoded[2].obj is big  # type: ignore[union-attr]
+    (frame,) = FrameDecoder().feed(b"".join(bytes(p) for p in encoded))
+    assert bytes(frame.payload) == b"ab" + big + b"cd"
+    assert frame.flags == FLAG_PAYLOAD_CRC
+    assert encode_frame(KIND_RESPONSE, 3, b"", b"m", []) == encode_frame(
+        KIND_RESPONSE, 3, b"", b"m"
+    )
+
+
+def test_stream_flags_round_trip() -> None:
+    for flags in (FLAG_CLIENT_STREAM, FLAG_SERVER_STREAM):
+        data = wire(KIND_REQUEST, 1, b"m", b"", b"p", flags=flags, payload_crc=True)
+        (frame,) = FrameDecoder().feed(data)
+        assert frame.flags == flags | FLAG_PAYLOAD_CRC
+
+
+def test_ack_round_trip_and_limits() -> None:
+    (frame,) = FrameDecoder().feed(b"".join(encode_ack(9, 8)))
+    assert (frame.kind, frame.request_id, decode_ack(frame)) == (KIND_STREAM_ACK, 9, 8)
+    for count in (0, STREAM_WINDOW_CHUNKS + 1):
+        with pytest.raises(FrameError, match="stream ack of"):
+            encode_ack(9, count)
+    bad = Frame(KIND_STREAM_ACK, 0, 9, "", (STREAM_WINDOW_CHUNKS + 1).to_bytes(4, "little"), b"")
+    with pytest.raises(FrameError, match="stream ack of"):
+        decode_ack(bad)
+    with pytest.raises(FrameError, match="3-byte message"):
+        decode_ack(bad._replace(message=b"abc"))
+
+
+def test_ack_matches_docs_example() -> None:
+    # docs/rpc.md §5: the ack of 8 chunks of request 9.
+    assert b"".join(encode_ack(9, 8)).hex(" ") == (
+        "a7 01 07 00 00 00 00 00 09 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00"
+        " 00 00 00 00 1b 14 4d 60 08 00 00 00"
+    )

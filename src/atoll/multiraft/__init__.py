@@ -1,0 +1,1 @@
+"""The multi-raft host: many Raft groups over one transport and one engine."""

@@ -1,0 +1,416 @@
+"""The multi-raft host: many Raft groups in one process, over one engine and one
+transport (shared/DESIGN.md §6). Does I/O: the engine (on one worker thread), the
+network (through `transport`), and the monotonic clock for ticks.
+
+The ready loop is the only code that calls into the cores. Each cycle:
+
+1. **inputs**: elapsed ticks (counted from the monotonic clock, so a process that
+   was stopped catches up on every tick it missed before it handles anything else),
+   then received messages, then queued local calls (proposals, reads, transfers);
+2. **persist**: every group's Ready is staged into one WriteBatch and written with
+   one fsync if any Ready needs one (group commit, `LogStore`);
+3. **send** the messages (batched per peer by the transport);
+4. **apply** snapshots and committed entries to the state machines, staged into one
+   more batch with their applied indexes, written without fsync (the log is durable;
+   after a crash, entries past the stored applied index are applied again);
+5. **advance** every core, settle waiting proposals and reads, compact logs.
+
+A proposal's caller waits until its entry is applied here; it learns the result, or
+that another entry took its index (`ProposalDropped`), or times out (outcome
+unknown). A read waits for a ReadIndex confirmation and for the state machine to
+apply up to that index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from atoll.engine.api import Engine, ReadView, WriteBatch
+from atoll.multiraft.log_store import LogStore
+from atoll.multiraft.transport import (
+    METHOD_BATCH,
+    METHOD_SNAPSHOT,
+    PeerSender,
+    TransportConfig,
+    receive_batch,
+    receive_snapshot,
+)
+from atoll.raft import (
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    MessageType,
+    NotLeader,
+    PersistedState,
+    ProposalDropped,
+    Raft,
+    RaftConfig,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+from atoll.raft.errors import RaftError
+from atoll.rpc import ClientStreamHandler, Handler
+
+log = logging.getLogger(__name__)
+
+
+class RaftTimeout(RaftError, TimeoutError):
+    """A proposal or read did not complete in time; a proposal's outcome is unknown."""
+
+
+class StateMachine(Protocol):
+    def applied_index(self) -> int: ...
+
+    def apply(self, index: int, data: bytes, batch: WriteBatch) -> object: ...
+
+    def batch_written(self) -> None: ...
+
+    def snapshot_data(self, view: ReadView) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    node_id: int
+    tick_interval_s: float = 0.1
+    election_timeout_ticks: int = 10
+    heartbeat_ticks: int = 1
+    ticks_per_cycle_max: int = 1000
+    inbox_messages_max: int = 10_000
+    calls_max: int = 10_000
+    compact_after_entries: int = 10_000
+    snapshot_bytes_max: int = 256 << 20
+    lease_reads: bool = False
+    transport: TransportConfig = field(default_factory=TransportConfig)
+
+
+@dataclass
+class _Waiter:
+    term: int
+    future: asyncio.Future[object]
+
+
+class Group:
+    def __init__(self, group_id: int, core: Raft, sm: StateMachine) -> None:
+        self.id = group_id
+        self.core = core
+        self.sm = sm
+        self.inbox: deque[Message] = deque()
+        self.proposals: dict[int, _Waiter] = {}
+        self.reads: dict[bytes, asyncio.Future[None]] = {}
+        self.confirmed_reads: list[tuple[int, asyncio.Future[None]]] = []
+
+
+class RaftHost:
+    def __init__(
+        self,
+        config: HostConfig,
+        engine: Engine,
+        peers: dict[int, str],
+        rng: random.Random,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.id = config.node_id
+        self.engine = engine
+        self.log_store = LogStore(engine)
+        self.rng = rng
+        self.clock = clock
+        self.groups: dict[int, Group] = {}
+        self.peers = {
+            peer: PeerSender(peer, address, config.transport, self._report, self._snapshot_of)
+            for peer, address in sorted(peers.items())
+            if peer != self.id
+        }
+        self._calls: deque[Callable[[], None]] = deque()
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"raft-io-{self.id}")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ticks_done = 0
+        self._started_at = 0.0
+        self._read_ids = itertools.count(1)
+        self.cycles = 0
+
+    # -- set-up -----------------------------------------------------------------------
+
+    def add_group(self, group_id: int, sm: StateMachine, initial: ConfState) -> Group:
+        """Open group `group_id` from its stored state; a group with nothing stored
+        starts with `initial` as its configuration."""
+        state = self.log_store.load(group_id)
+        if state.snapshot.index == 0 and not state.entries and not state.snapshot.conf.voters:
+            state = PersistedState(state.hard_state, SnapshotMeta(0, 0, initial), ())
+        raft_config = RaftConfig(
+            id=self.id,
+            election_timeout_ticks=self.config.election_timeout_ticks,
+            heartbeat_ticks=self.config.heartbeat_ticks,
+            lease_reads=self.config.lease_reads,
+        )
+        core = Raft(raft_config, random.Random(self.rng.getrandbits(64)), state, sm.applied_index())
+        group = Group(group_id, core, sm)
+        self.groups[group_id] = group
+        return group
+
+    def rpc_handlers(self) -> dict[str, Handler]:
+        async def batch(message: bytes, payload: bytes | memoryview) -> tuple[bytes, None]:
+            await receive_batch(self._deliver, message, payload)
+            return b"", None
+
+        return {METHOD_BATCH: batch}
+
+    def rpc_stream_handlers(self) -> dict[str, ClientStreamHandler]:
+        limit = self.config.snapshot_bytes_max
+
+        async def snapshot(chunks: Any) -> tuple[bytes, None]:
+            await receive_snapshot(self._deliver, chunks, limit)
+            return b"", None
+
+        return {METHOD_SNAPSHOT: snapshot}
+
+    async def start(self) -> None:
+        self._started_at = self.clock()
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._ready_loop(), name=f"raft-ready-{self.id}"))
+        self._tasks.append(loop.create_task(self._ticker(), name=f"raft-tick-{self.id}"))
+        for sender in self.peers.values():
+            self._tasks.append(loop.create_task(sender.run(), name=f"raft-send-{sender.peer_id}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for sender in self.peers.values():
+            await sender.close()
+        self._executor.shutdown(wait=True)
+
+    # -- the API for services ---------------------------------------------------------
+
+    def leader_of(self, group_id: int) -> int:
+        return self.groups[group_id].core.lead
+
+    def is_leader(self, group_id: int) -> bool:
+        return self.groups[group_id].core.role is Role.LEADER
+
+    async def propose(self, group_id: int, data: bytes, timeout_s: float) -> object:
+        """Replicate `data`; returns what the state machine's `apply` returned."""
+        group = self.groups[group_id]
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        def call() -> None:
+            try:
+                index = group.core.propose(data)
+            except ProposalDropped as err:
+                future.set_exception(err)
+                return
+            group.proposals[index] = _Waiter(group.core.term, future)
+
+        self._call(call, future)
+        return await self._wait(future, timeout_s, f"proposal to group {group_id}")
+
+    async def read_index(self, group_id: int, timeout_s: float) -> None:
+        """Return once a linearizable read of `group_id`'s state machine may be served
+        here (this node has applied everything committed when the read began)."""
+        group = self.groups[group_id]
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        context = f"{self.id}:{next(self._read_ids)}".encode()
+
+        def call() -> None:
+            try:
+                group.core.read_index(context)
+            except ProposalDropped as err:
+                future.set_exception(err)
+                return
+            group.reads[context] = future
+
+        self._call(call, future)
+        try:
+            await self._wait(future, timeout_s, f"read of group {group_id}")
+        finally:
+            group.reads.pop(context, None)
+
+    async def transfer_leader(self, group_id: int, target: int) -> None:
+        group = self.groups[group_id]
+        self._call(lambda: group.core.transfer_leader(target), None)
+
+    def _call(self, call: Callable[[], None], future: asyncio.Future[Any] | None) -> None:
+        if len(self._calls) >= self.config.calls_max:
+            error = ProposalDropped(f"node {self.id}: too many requests queued")
+            if future is None:
+                raise error
+            future.set_exception(error)
+            return
+        self._calls.append(call)
+        self._wake.set()
+
+    async def _wait(self, future: asyncio.Future[Any], timeout_s: float, what: str) -> Any:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError as err:
+            raise RaftTimeout(f"node {self.id}: {what} timed out after {timeout_s}s") from err
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def _deliver(self, group_id: int, m: Message) -> None:
+        group = self.groups.get(group_id)
+        if group is None or len(group.inbox) >= self.config.inbox_messages_max:
+            return  # unknown group, or overloaded: Raft retries
+        group.inbox.append(m)
+        self._wake.set()
+
+    def _report(self, group_id: int, m: Message, failed: bool) -> None:
+        group = self.groups.get(group_id)
+        if group is None:
+            return
+        if m.type is MessageType.SNAP:
+            self._calls.append(lambda: group.core.report_snapshot(m.to, failed))
+        elif failed:
+            self._calls.append(lambda: group.core.report_unreachable(m.to))
+        self._wake.set()
+
+    def _snapshot_of(self, group_id: int) -> Snapshot | None:
+        return self.log_store.load_snapshot(group_id)
+
+    async def _ticker(self) -> None:
+        interval = self.config.tick_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            self._wake.set()
+
+    def _due_ticks(self) -> int:
+        elapsed = int((self.clock() - self._started_at) / self.config.tick_interval_s)
+        due = elapsed - self._ticks_done
+        self._ticks_done = elapsed
+        return min(due, self.config.ticks_per_cycle_max)
+
+    def _take_inputs(self) -> None:
+        ticks = self._due_ticks()
+        for group in self.groups.values():
+            for _ in range(ticks):
+                group.core.tick()
+            inbox, group.inbox = group.inbox, deque()
+            for m in inbox:
+                group.core.step(m)
+        calls, self._calls = self._calls, deque()
+        for call in calls:
+            try:
+                call()
+            except ProposalDropped as err:
+                log.debug("raft: request dropped: %s", err)
+
+    # -- the ready loop ---------------------------------------------------------------
+
+    async def _ready_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._take_inputs()
+            readies = [(g, g.core.ready()) for g in self.groups.values() if g.core.has_ready()]
+            if not readies:
+                continue
+            self.cycles += 1
+            await loop.run_in_executor(self._executor, self._persist, readies)
+            for group, rd in readies:
+                for m in rd.messages:
+                    sender = self.peers.get(m.to)
+                    if sender is not None:
+                        sender.enqueue(group.id, m)
+            results = await loop.run_in_executor(self._executor, self._apply, readies)
+            for (group, rd), applied in zip(readies, results, strict=True):
+                group.core.advance(rd)
+                self._settle(group, rd, applied)
+            await self._maybe_compact(loop)
+            if any(g.core.has_ready() for g in self.groups.values()) or self._calls:
+                self._wake.set()
+
+    def _persist(self, readies: list[tuple[Group, Ready]]) -> None:
+        batch = WriteBatch()
+        sync = False
+        for group, rd in readies:
+            self.log_store.stage(batch, group.id, rd)
+            sync = sync or rd.must_sync
+        self.log_store.write(batch, sync=sync)
+
+    def _apply(self, readies: list[tuple[Group, Ready]]) -> list[list[tuple[Entry, object]]]:
+        batch = WriteBatch()
+        out: list[list[tuple[Entry, object]]] = []
+        for group, rd in readies:
+            if rd.snapshot is not None:
+                group.sm.restore(rd.snapshot.data)
+            applied: list[tuple[Entry, object]] = []
+            for entry in rd.committed_entries:
+                data = entry.data if entry.type is EntryType.NORMAL else b""
+                applied.append((entry, group.sm.apply(entry.index, data, batch)))
+            out.append(applied)
+        if len(batch):
+            self.engine.write(batch, sync=False)
+        for group, _ in readies:
+            group.sm.batch_written()
+        return out
+
+    def _settle(self, group: Group, rd: Ready, applied: list[tuple[Entry, object]]) -> None:
+        for entry, result in applied:
+            waiter = group.proposals.pop(entry.index, None)
+            if waiter is None or waiter.future.done():
+                continue
+            if waiter.term == entry.term:
+                waiter.future.set_result(result)
+            else:
+                waiter.future.set_exception(
+                    ProposalDropped(f"group {group.id}: index {entry.index} went to another entry")
+                )
+        for rs in rd.read_states:
+            future = group.reads.pop(rs.context, None)
+            if future is not None and not future.done():
+                group.confirmed_reads.append((rs.index, future))
+        if group.confirmed_reads:
+            applied_index = group.sm.applied_index()
+            waiting = []
+            for index, future in group.confirmed_reads:
+                if future.done():
+                    continue
+                if index <= applied_index:
+                    future.set_result(None)
+                else:
+                    waiting.append((index, future))
+            group.confirmed_reads = waiting
+        if rd.soft_state is not None and rd.soft_state.role is not Role.LEADER:
+            # Reads wait on a ReadIndex round that a deposed leader will never finish.
+            for context, future in list(group.reads.items()):
+                if not future.done():
+                    future.set_exception(NotLeader(self.id, group.core.term, group.core.lead))
+                group.reads.pop(context, None)
+
+    async def _maybe_compact(self, loop: asyncio.AbstractEventLoop) -> None:
+        for group in self.groups.values():
+            core = group.core
+            applied = core.log.applied
+            if applied - core.log.base.index < self.config.compact_after_entries:
+                continue
+            index = applied  # the state machine is exactly at `applied` now
+            meta = core.snapshot_meta(index)
+            await loop.run_in_executor(self._executor, self._save_snapshot, group, meta)
+            core.compact(meta)
+
+    def _save_snapshot(self, group: Group, meta: SnapshotMeta) -> None:
+        with self.engine.snapshot() as view:
+            data = group.sm.snapshot_data(view)
+        batch = WriteBatch()
+        self.log_store.save_snapshot(batch, group.id, Snapshot(meta, data))
+        self.log_store.write(batch, sync=True)

@@ -9,6 +9,7 @@ Networking, the Raft host and routing live elsewhere and drive it.
 
 from __future__ import annotations
 
+from atoll.kv.client import Client, WatchEvent
 from atoll.kv.command import (
     COMMAND_BYTES_MAX,
     KEY_BYTES_MAX,
@@ -35,7 +36,10 @@ from atoll.kv.errors import (
     CommandError,
     CommandLimitError,
     Compacted,
+    KvClientError,
     KvError,
+    KvTimeout,
+    KvUnavailable,
     RestorePending,
     SnapshotChecksumError,
     SnapshotError,
@@ -66,6 +70,7 @@ __all__ = [
     "TXN_OPS_MAX",
     "VALUE_BYTES_MAX",
     "ApplyResult",
+    "Client",
     "Command",
     "CommandChecksumError",
     "CommandError",
@@ -84,8 +89,11 @@ __all__ = [
     "GetResult",
     "KeyMeta",
     "KeyValue",
+    "KvClientError",
     "KvError",
     "KvStateMachine",
+    "KvTimeout",
+    "KvUnavailable",
     "Noop",
     "NoopResult",
     "OpResult",
@@ -99,6 +107,7 @@ __all__ = [
     "TxnOp",
     "TxnResult",
     "UnsupportedCommandVersion",
+    "WatchEvent",
     "compare_and_set",
     "decode",
     "encode",

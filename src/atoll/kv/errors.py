@@ -116,9 +116,32 @@ __all__ = [
     "CommandError",
     "CommandLimitError",
     "Compacted",
+    "KvClientError",
     "KvError",
+    "KvTimeout",
+    "KvUnavailable",
     "RestorePending",
     "SnapshotChecksumError",
     "SnapshotError",
     "UnsupportedCommandVersion",
 ]
+
+
+# -- client-side failures (atoll.kv.client) ----------------------------------------------
+
+
+class KvClientError(KvError):
+    """A request through `atoll.kv.Client` failed; `code` is the server's KvError code
+    name when it sent one ("NOT_LEADER", "TIMEOUT", ...), else "UNAVAILABLE"."""
+
+    def __init__(self, message: str, code: str = "UNAVAILABLE") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class KvTimeout(KvClientError, TimeoutError):
+    """No answer in time: a write's outcome is unknown (it may or may not apply)."""
+
+
+class KvUnavailable(KvClientError, ConnectionError):
+    """No endpoint could serve the request (none reachable, or no leader known)."""

@@ -82,6 +82,9 @@ class StateMachine(Protocol):
 
     def restore(self, data: bytes) -> None: ...
 
+    def compact_history(self, revision: int) -> None:
+        """The log before `revision` is gone: history kept for readers may go too."""
+
 
 @dataclass(frozen=True)
 class HostConfig:
@@ -113,6 +116,7 @@ class Group:
         self.proposals: dict[int, _Waiter] = {}
         self.reads: dict[bytes, asyncio.Future[None]] = {}
         self.confirmed_reads: list[tuple[int, asyncio.Future[None]]] = []
+        self.applied_changed = asyncio.Event()
 
 
 class RaftHost:
@@ -244,6 +248,12 @@ class RaftHost:
         finally:
             group.reads.pop(context, None)
 
+    async def wait_applied(self, group_id: int, index: int) -> None:
+        """Return once the group's state machine has applied past `index`."""
+        group = self.groups[group_id]
+        while group.sm.applied_index() <= index:
+            await group.applied_changed.wait()
+
     async def transfer_leader(self, group_id: int, target: int) -> None:
         group = self.groups[group_id]
         self._call(lambda: group.core.transfer_leader(target), None)
@@ -335,6 +345,9 @@ class RaftHost:
             for (group, rd), applied in zip(readies, results, strict=True):
                 group.core.advance(rd)
                 self._settle(group, rd, applied)
+                if applied or rd.snapshot is not None:
+                    group.applied_changed.set()
+                    group.applied_changed = asyncio.Event()
             await self._maybe_compact(loop)
             if any(g.core.has_ready() for g in self.groups.values()) or self._calls:
                 self._wake.set()
@@ -414,3 +427,4 @@ class RaftHost:
         batch = WriteBatch()
         self.log_store.save_snapshot(batch, group.id, Snapshot(meta, data))
         self.log_store.write(batch, sync=True)
+        group.sm.compact_history(meta.index + 1)

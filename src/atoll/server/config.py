@@ -1,0 +1,103 @@
+"""A node's configuration file (TOML), validated once at start-up into a frozen
+dataclass (shared/STYLE.md §7). Pure apart from reading the file.
+
+```toml
+node_id = 1
+data_dir = "/abs/path/node-1"
+rpc_address = "127.0.0.1:7001"   # node-to-node (atoll.rpc): listen and advertised
+kv_address = "127.0.0.1:7101"    # public gRPC KV API: listen and advertised
+tick_interval_ms = 100           # optional
+election_timeout_ticks = 10      # optional
+engine = "lsm"                   # optional: lsm | lmdb
+[[nodes]]                        # every initial member, this node included
+id = 1
+rpc = "127.0.0.1:7001"
+kv = "127.0.0.1:7101"
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from atoll.base.errors import AtollError
+
+
+class ConfigFileError(AtollError, ValueError):
+    """The configuration file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    rpc: str
+    kv: str
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: int
+    data_dir: Path
+    rpc_address: str
+    kv_address: str
+    nodes: tuple[Member, ...]
+    tick_interval_ms: int = 100
+    election_timeout_ticks: int = 10
+    engine: str = "lsm"
+
+
+def _address(value: Any, where: str) -> str:
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigFileError(f"{where}: expected host:port, got {value!r}")
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigFileError(f"{where}: expected host:port, got {value!r}")
+    return value
+
+
+def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
+    try:
+        node_id = data["node_id"]
+        members = tuple(
+            Member(
+                int(m["id"]),
+                _address(m["rpc"], f"{source}: nodes[{i}].rpc"),
+                _address(m["kv"], f"{source}: nodes[{i}].kv"),
+            )
+            for i, m in enumerate(data["nodes"])
+        )
+        config = NodeConfig(
+            node_id=int(node_id),
+            data_dir=Path(data["data_dir"]),
+            rpc_address=_address(data["rpc_address"], f"{source}: rpc_address"),
+            kv_address=_address(data["kv_address"], f"{source}: kv_address"),
+            nodes=members,
+            tick_interval_ms=int(data.get("tick_interval_ms", 100)),
+            election_timeout_ticks=int(data.get("election_timeout_ticks", 10)),
+            engine=str(data.get("engine", "lsm")),
+        )
+    except KeyError as err:
+        raise ConfigFileError(f"{source}: missing field {err.args[0]!r}") from err
+    except (TypeError, ValueError) as err:
+        raise ConfigFileError(f"{source}: {err}") from err
+    ids = [m.id for m in config.nodes]
+    if len(set(ids)) != len(ids) or config.node_id not in ids or min(ids) <= 0:
+        raise ConfigFileError(
+            f"{source}: node ids {ids} must be distinct, positive, include {config.node_id}"
+        )
+    if config.tick_interval_ms <= 0 or config.election_timeout_ticks < 3:
+        raise ConfigFileError(f"{source}: tick_interval_ms > 0 and election_timeout_ticks >= 3")
+    if config.engine not in ("lsm", "lmdb"):
+        raise ConfigFileError(f"{source}: engine must be lsm or lmdb, not {config.engine!r}")
+    return config
+
+
+def load(path: Path) -> NodeConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigFileError(f"{path}: {err}") from err
+    return parse(data, str(path))

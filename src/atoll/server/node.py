@@ -1,0 +1,96 @@
+"""One Atoll node process: the composition root that wires the engine, the multi-raft
+host, the KV region and both servers together (shared/STYLE.md §2: only here are the
+real clock, randomness and sockets created). Does I/O.
+
+Group 1 is the single KV region covering the whole key space, replicated on every
+initial member (group 0, the meta group, comes with the cluster-map issue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+
+from atoll.engine import open_engine
+from atoll.kv.grpc_server import KvServicer, rpc_handlers
+from atoll.kv.service import KvService, ServiceConfig
+from atoll.kv.state_machine import KvStateMachine
+from atoll.multiraft.host import HostConfig, RaftHost
+from atoll.proto import kv_pb2_grpc
+from atoll.raft import ConfState
+from atoll.rpc import RpcServer
+from atoll.server.config import NodeConfig, load
+
+log = logging.getLogger("atoll.node")
+
+REGION_ID = 1
+GRPC_STOP_GRACE_S = 2.0
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(str(config.data_dir / "engine"), config.engine)
+    try:
+        host = RaftHost(
+            HostConfig(
+                node_id=config.node_id,
+                tick_interval_s=config.tick_interval_ms / 1000,
+                election_timeout_ticks=config.election_timeout_ticks,
+            ),
+            engine,
+            {m.id: m.rpc for m in config.nodes},
+            random.Random(int.from_bytes(os.urandom(8), "big")),
+        )
+        sm = KvStateMachine(engine, REGION_ID)
+        voters = frozenset(m.id for m in config.nodes)
+        host.add_group(REGION_ID, sm, ConfState(voters))
+        service = KvService(host, sm, {m.id: m.kv for m in config.nodes}, ServiceConfig(REGION_ID))
+        rpc_host, rpc_port = _split(config.rpc_address)
+        handlers = {**host.rpc_handlers(), **rpc_handlers(service)}
+        rpc_server = RpcServer(
+            handlers, rpc_host, rpc_port, client_stream_handlers=host.rpc_stream_handlers()
+        )
+        grpc_server = grpc.aio.server()
+        kv_pb2_grpc.add_KVServicer_to_server(KvServicer(service), grpc_server)  # type: ignore[no-untyped-call]
+        if grpc_server.add_insecure_port(config.kv_address) == 0:
+            raise OSError(f"cannot listen on {config.kv_address}")
+        await rpc_server.start()
+        await grpc_server.start()
+        await host.start()
+        print(
+            f"atoll node {config.node_id}: kv {config.kv_address} rpc {config.rpc_address}",
+            flush=True,
+        )
+        await stop.wait()
+        await grpc_server.stop(GRPC_STOP_GRACE_S)
+        await host.stop()
+        await rpc_server.stop()
+    finally:
+        engine.close()
+
+
+def main(config_path: str | Path) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = load(Path(config_path))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop)
+
+    asyncio.run(run())
+    sys.exit(0)

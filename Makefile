@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv up test lint typecheck unit unit-pure bench proto clean
+.PHONY: venv up test lint typecheck unit unit-pure bench bench-quick proto clean
 
 venv: $(STAMP)
 
@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml setup.py src/atoll/engine/_native.c
 	$(BIN)/python -c 'import atoll.engine._native' || { echo "atoll: the C accelerator did not build" >&2; exit 1; }
 	@touch $(STAMP)
 
+# A local 3-node cluster in .atoll/ (configs, data, logs, cluster.json) until Ctrl-C;
+# run again to restart the same cluster with its data.
 up: venv
-	$(BIN)/atoll engine bench --quick
+	$(BIN)/atoll dev --dir .atoll --nodes 3
 
 lint: venv
 	$(BIN)/ruff check src tests bench
@@ -42,6 +44,10 @@ test: lint typecheck unit unit-pure
 
 bench: venv
 	$(BIN)/python bench/engine.py
+
+# The engine benchmark in quick mode (< 2 min): writes bench/results/engine-quick.md.
+bench-quick: venv
+	$(BIN)/atoll engine bench --quick
 
 # Regenerate src/atoll/proto/ from proto/atoll/*.proto (commit the result; the unit
 # tests fail while it is stale). See proto/generate.py for the import layout.

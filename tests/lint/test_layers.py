@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("rpc", "proto"),
     ("multiraft",),
     ("kv",),
+    ("server",),
     ("cli",),
 )
 

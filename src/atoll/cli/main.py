@@ -1,13 +1,17 @@
 """The `atoll` command: a click group with one subgroup per area (shared/DESIGN.md).
 
-So far: `atoll --version`, `atoll engine bench` and `atoll sim raft`. Imports stay light at module level
-(numpy, rich and the reference engines load only when a command runs), so
-`atoll --version` works without the benchmark's optional libraries. Does I/O: the terminal and report files.
+So far: `atoll --version`, `atoll engine bench`, `atoll sim raft`, `atoll server` (one
+node), `atoll dev` (a local cluster) and `atoll kv ...` (the KV API). Imports stay light
+at module level (numpy, rich, grpc and the reference engines load only when a command
+runs), so `atoll --version` works without the benchmark's optional libraries. Does
+I/O: the terminal and report files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -128,3 +132,167 @@ def sim_raft(seeds: int, start: int, seed: int | None, jobs: int | None, verbose
     ok = sim_cmd.run(start, seeds, jobs or sim_cmd.default_jobs(), verbose, click.echo)
     if not ok:
         raise SystemExit(1)
+
+
+@main.command("server")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The node's TOML config file (README: Running a cluster).",
+)
+def server(config_path: Path) -> None:
+    """Run one node until SIGTERM or Ctrl-C."""
+    from atoll.server.config import ConfigFileError
+    from atoll.server.node import main as node_main
+
+    try:
+        node_main(config_path)
+    except ConfigFileError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@main.command("dev")
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".atoll"),
+    show_default=True,
+    help="Directory of the cluster's configs, data and logs; rerun to restart it.",
+)
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=1),
+    help="Nodes of a new cluster (default 3); an existing one keeps its own.",
+)
+def dev(root: Path, nodes: int | None) -> None:
+    """Run a local cluster of node processes on 127.0.0.1 until Ctrl-C."""
+    from atoll.base.errors import AtollError
+    from atoll.server import dev as dev_cluster
+
+    def err(message: str) -> None:
+        click.echo(message, err=True)
+
+    try:
+        status = dev_cluster.main(root, nodes, click.echo, err)
+    except (AtollError, OSError) as error:
+        raise click.ClickException(str(error)) from error
+    if status:
+        raise SystemExit(status)
+
+
+SCAN_LIMIT_DEFAULT = 1000  # keys per `atoll kv scan`, unless --limit
+
+
+@main.group()
+def kv() -> None:
+    """The key-value API of a running cluster (gRPC)."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _endpoint_options(command: F) -> F:
+    command = click.option(
+        "--cluster",
+        "cluster_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="cluster.json to take the endpoints from (default ./.atoll/cluster.json).",
+    )(command)
+    return click.option(
+        "--endpoints",
+        help="Comma-separated host:port KV endpoints (default: those of the cluster file).",
+    )(command)
+
+
+def _endpoints(endpoints: str | None, cluster_file: Path | None) -> list[str]:
+    from atoll.cli import kv_cmd
+    from atoll.server.dev import DevError
+
+    try:
+        return kv_cmd.resolve_endpoints(endpoints, cluster_file)
+    except DevError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@kv.command("put")
+@click.argument("key")
+@click.argument("value")
+@_endpoint_options
+def kv_put(key: str, value: str, endpoints: str | None, cluster_file: Path | None) -> None:
+    """Set KEY to VALUE."""
+    from atoll.cli import kv_cmd
+
+    where = _endpoints(endpoints, cluster_file)
+    kv_cmd.run(kv_cmd.put(where, kv_cmd.to_bytes(key), kv_cmd.to_bytes(value)))
+
+
+@kv.command("get")
+@click.argument("key")
+@click.option("--serializable", is_flag=True, help="Read from any node's state (may be stale).")
+@_endpoint_options
+def kv_get(key: str, serializable: bool, endpoints: str | None, cluster_file: Path | None) -> None:
+    """Print KEY's value; exit 1 if KEY is absent."""
+    from atoll.cli import kv_cmd
+
+    where = _endpoints(endpoints, cluster_file)
+    value = kv_cmd.run(kv_cmd.get(where, kv_cmd.to_bytes(key), serializable))
+    if value is None:
+        click.echo(f"atoll kv get: no key {key!r}", err=True)
+        raise SystemExit(1)
+    click.echo(value)
+
+
+@kv.command("del")
+@click.argument("key")
+@_endpoint_options
+def kv_del(key: str, endpoints: str | None, cluster_file: Path | None) -> None:
+    """Delete KEY (an absent KEY is noted on stderr, not an error)."""
+    from atoll.cli import kv_cmd
+
+    where = _endpoints(endpoints, cluster_file)
+    if not kv_cmd.run(kv_cmd.delete(where, kv_cmd.to_bytes(key))):
+        click.echo(f"atoll kv del: no key {key!r}", err=True)
+
+
+@kv.command("scan")
+@click.argument("start")
+@click.argument("end", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=SCAN_LIMIT_DEFAULT, show_default=True)
+@click.option("--reverse", is_flag=True, help="Largest key first.")
+@_endpoint_options
+def kv_scan(
+    start: str,
+    end: str | None,
+    limit: int,
+    reverse: bool,
+    endpoints: str | None,
+    cluster_file: Path | None,
+) -> None:
+    """Print `key<TAB>value` for the keys in [START, END) (END: to the last key)."""
+    from atoll.cli import kv_cmd
+
+    where = _endpoints(endpoints, cluster_file)
+    end_key = None if end is None else kv_cmd.to_bytes(end)
+    pairs = kv_cmd.run(kv_cmd.scan(where, kv_cmd.to_bytes(start), end_key, limit, reverse))
+    for key, value in pairs:
+        click.echo(kv_cmd.scan_line(key, value))
+
+
+@kv.command("watch")
+@click.argument("prefix")
+@click.option("--from-revision", type=click.IntRange(min=1), help="Replay from this revision.")
+@_endpoint_options
+def kv_watch(
+    prefix: str, from_revision: int | None, endpoints: str | None, cluster_file: Path | None
+) -> None:
+    """Print `revision type key value` for each change under PREFIX until Ctrl-C."""
+    from atoll.cli import kv_cmd
+
+    where = _endpoints(endpoints, cluster_file)
+    try:
+        kv_cmd.run(kv_cmd.watch(where, kv_cmd.to_bytes(prefix), from_revision, click.echo))
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a watch ends

@@ -7,12 +7,15 @@ The ready loop is the only code that calls into the cores. Each cycle:
 1. **inputs**: elapsed ticks (counted from the monotonic clock, so a process that
    was stopped catches up on every tick it missed before it handles anything else),
    then received messages, then queued local calls (proposals, reads, transfers);
-2. **persist**: every group's Ready is staged into one WriteBatch and written with
-   one fsync if any Ready needs one (group commit, `LogStore`);
-3. **send** the messages (batched per peer by the transport);
-4. **apply** snapshots and committed entries to the state machines, staged into one
-   more batch with their applied indexes, written without fsync (the log is durable;
-   after a crash, entries past the stored applied index are applied again);
+2. **send** the messages that do not depend on this cycle's writes (a leader's
+   appends and heartbeats: it replicates while it persists);
+3. **persist**: every group's Ready is staged into one WriteBatch and written with
+   one fsync if any Ready needs one (group commit, `LogStore`); then **apply**
+   snapshots and committed entries to the state machines, staged into one more batch
+   with their applied indexes, written without fsync (the log is durable; after a
+   crash, entries past the stored applied index are applied again). Both in one hop
+   to the engine thread, skipped when there is nothing to write;
+4. **send** the rest (votes, append acknowledgements: they promise durable state);
 5. **advance** every core, settle waiting proposals and reads, compact logs.
 
 A proposal's caller waits until its entry is applied here; it learns the result, or
@@ -62,6 +65,7 @@ from atoll.raft import (
     SnapshotMeta,
 )
 from atoll.raft.errors import RaftError
+from atoll.raft.types import SEND_BEFORE_PERSIST
 from atoll.rpc import ClientStreamHandler, Handler
 
 log = logging.getLogger(__name__)
@@ -119,6 +123,12 @@ class Group:
         self.applied_changed = asyncio.Event()
 
 
+def _has_disk_work(rd: Ready) -> bool:
+    return bool(
+        rd.entries or rd.hard_state is not None or rd.snapshot is not None or rd.committed_entries
+    )
+
+
 class RaftHost:
     def __init__(
         self,
@@ -152,11 +162,12 @@ class RaftHost:
     # -- set-up -----------------------------------------------------------------------
 
     def add_group(self, group_id: int, sm: StateMachine, initial: ConfState) -> Group:
-        """Open group `group_id` from its stored state; a group with nothing stored
-        starts with `initial` as its configuration."""
+        """Open group `group_id` from its stored state. `initial` is the group's first
+        configuration (the base of a log that was never compacted)."""
         state = self.log_store.load(group_id)
-        if state.snapshot.index == 0 and not state.entries and not state.snapshot.conf.voters:
-            state = PersistedState(state.hard_state, SnapshotMeta(0, 0, initial), ())
+        if state.snapshot.index == 0 and not state.snapshot.conf.voters:
+            # The log still starts at the bootstrap: its base is the first configuration.
+            state = PersistedState(state.hard_state, SnapshotMeta(0, 0, initial), state.entries)
         raft_config = RaftConfig(
             id=self.id,
             election_timeout_ticks=self.config.election_timeout_ticks,
@@ -335,13 +346,14 @@ class RaftHost:
             if not readies:
                 continue
             self.cycles += 1
-            await loop.run_in_executor(self._executor, self._persist, readies)
-            for group, rd in readies:
-                for m in rd.messages:
-                    sender = self.peers.get(m.to)
-                    if sender is not None:
-                        sender.enqueue(group.id, m)
-            results = await loop.run_in_executor(self._executor, self._apply, readies)
+            self._send(readies, early=True)
+            if any(_has_disk_work(rd) for _, rd in readies):
+                results = await loop.run_in_executor(
+                    self._executor, self._persist_and_apply, readies
+                )
+            else:
+                results = [[] for _ in readies]
+            self._send(readies, early=False)
             for (group, rd), applied in zip(readies, results, strict=True):
                 group.core.advance(rd)
                 self._settle(group, rd, applied)
@@ -352,13 +364,32 @@ class RaftHost:
             if any(g.core.has_ready() for g in self.groups.values()) or self._calls:
                 self._wake.set()
 
-    def _persist(self, readies: list[tuple[Group, Ready]]) -> None:
+    def _send(self, readies: list[tuple[Group, Ready]], early: bool) -> None:
+        """Messages that do not depend on this cycle's writes go before them (a leader
+        replicates while it persists, Raft thesis §10.2.1); the rest after."""
+        for group, rd in readies:
+            for m in rd.messages:
+                if (m.type in SEND_BEFORE_PERSIST) is early:
+                    sender = self.peers.get(m.to)
+                    if sender is not None:
+                        sender.enqueue(group.id, m)
+
+    def _persist_and_apply(
+        self, readies: list[tuple[Group, Ready]]
+    ) -> list[list[tuple[Entry, object]]]:
+        """Persist (one write and at most one fsync for all groups), then apply:
+        committed entries are durable, so applying them before the late messages go
+        out changes nothing for other nodes. One thread hop per cycle."""
         batch = WriteBatch()
         sync = False
         for group, rd in readies:
             self.log_store.stage(batch, group.id, rd)
             sync = sync or rd.must_sync
-        self.log_store.write(batch, sync=sync)
+        if len(batch):
+            self.log_store.write(batch, sync=sync)
+        else:
+            self.log_store.discard(batch)
+        return self._apply(readies)
 
     def _apply(self, readies: list[tuple[Group, Ready]]) -> list[list[tuple[Entry, object]]]:
         batch = WriteBatch()

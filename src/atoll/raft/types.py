@@ -146,6 +146,25 @@ RESPONSE_TYPES = {
 }
 
 
+SEND_BEFORE_PERSIST = frozenset(
+    {
+        MessageType.APP,
+        MessageType.HEARTBEAT,
+        MessageType.HEARTBEAT_RESP,
+        MessageType.SNAP,
+        MessageType.TIMEOUT_NOW,
+        MessageType.READ_INDEX,
+        MessageType.READ_INDEX_RESP,
+        MessageType.TRANSFER_LEADER,
+    }
+)
+"""Message types that promise nothing about the sender's durable state, so a host may
+send them before the Ready's writes are persisted: a leader's appends (it counts its
+own copy only once persisted, so a crash merely shortens its log), heartbeats, reads
+and transfers. Votes, vote requests (the candidate's own vote must be durable) and
+append acknowledgements must wait for the persist step."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     type: MessageType
@@ -195,7 +214,7 @@ class Ready:
        non-empty, delete every stored entry at index >= `entries[0].index` and store
        `entries`; then store `hard_state` if set. If `must_sync`, fsync before step 2.
     2. **send** `messages` (each already addressed; sending may fail silently: Raft
-       retries).
+       retries). Those of a type in `SEND_BEFORE_PERSIST` may go before step 1.
     3. **apply** `snapshot` to the state machine if set, then `committed_entries` in
        order; serve `read_states` once `applied` covers their index.
     4. **advance**: call `Raft.advance(ready)`; only then ask for the next Ready.

@@ -50,6 +50,7 @@ from atoll.raft import (
     Snapshot,
     SnapshotMeta,
 )
+from atoll.raft.types import SEND_BEFORE_PERSIST
 from atoll.sim.linearizability import Operation, check_history, describe
 from atoll.sim.network import NetworkFaults, SimNetwork
 from atoll.sim.sim_disk import SimDisk
@@ -110,8 +111,8 @@ class SimParams:
             ),
             fault_steps=rng.randint(2000, 5000),
             heal_budget_steps=4000,
-            sync_delay_max_steps=rng.choice((1, 3, 10)),
-            crash_probability=rng.choice((0.0, 0.002, 0.01)),
+            sync_delay_max_steps=rng.choice((1, 3, 10, 30)),
+            crash_probability=rng.choice((0.0, 0.002, 0.01, 0.03)),
             partition_probability=rng.choice((0.0, 0.005, 0.02)),
             conf_change_probability=rng.choice((0.0, 0.005, 0.02)),
             transfer_probability=rng.choice((0.0, 0.003, 0.01)),
@@ -375,6 +376,9 @@ class RaftSim:
             payload(node, core)
 
     def persist(self, node: SimNode, rd: Ready) -> None:
+        for m in rd.messages:
+            if m.type in SEND_BEFORE_PERSIST:
+                self.send(node, m)  # as the real host does: replicate while persisting
         node.disk.write(rd)
         if rd.must_sync:
             node.syncing = rd
@@ -401,7 +405,8 @@ class RaftSim:
         if rd.soft_state is not None and rd.soft_state.role is Role.LEADER:
             self.on_new_leader(node, core)
         for m in rd.messages:
-            self.send(node, m)
+            if m.type not in SEND_BEFORE_PERSIST:
+                self.send(node, m)
         if rd.snapshot is not None:
             node.state = decode_state(rd.snapshot.data)
             node.applied = rd.snapshot.meta.index
@@ -644,7 +649,10 @@ class RaftSim:
         rng = self.rng
         ids = sorted(self.nodes)
         if rng.random() < self.p.crash_probability:
-            victim = self.nodes[rng.choice(ids)]
+            syncing = [i for i in ids if self.nodes[i].syncing is not None]
+            # Half the crashes hit a node inside an fsync: where lost writes matter.
+            pool = syncing if syncing and rng.random() < 0.5 else ids
+            victim = self.nodes[rng.choice(pool)]
             if victim.core is not None:
                 self.crash(victim)
                 self.schedule(self.now + rng.randint(10, 400), "restart", victim.id)

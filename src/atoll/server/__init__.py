@@ -1,0 +1,1 @@
+"""A node process: its configuration, its wiring, and the local dev cluster."""

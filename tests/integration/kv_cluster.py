@@ -1,0 +1,171 @@
+"""A cluster of real Atoll node processes on 127.0.0.1 for integration tests: start,
+kill -9, SIGSTOP/SIGCONT, restart with the same data, find the leader.
+
+Each node runs `python -c "from atoll.server.node import main; main(CONFIG)"` with its
+own TOML config and data directory under the test's temporary directory; its output
+goes to `node-<id>.log` there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from atoll.proto import kv_pb2, kv_pb2_grpc
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+TICK_INTERVAL_MS = 50
+ELECTION_TIMEOUT_TICKS = 10  # 0.5 s
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class Node:
+    id: int
+    rpc: str
+    kv: str
+    config: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    stopped: bool = False
+
+
+@dataclass
+class Cluster:
+    root: Path
+    size: int = 3
+    nodes: dict[int, Node] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ports = free_ports(2 * self.size)
+        for i in range(1, self.size + 1):
+            self.nodes[i] = Node(
+                i,
+                f"127.0.0.1:{ports[2 * i - 2]}",
+                f"127.0.0.1:{ports[2 * i - 1]}",
+                self.root / f"node-{i}.toml",
+                self.root / f"node-{i}.log",
+            )
+        members = "".join(
+            f'[[nodes]]\nid = {n.id}\nrpc = "{n.rpc}"\nkv = "{n.kv}"\n' for n in self.nodes.values()
+        )
+        for n in self.nodes.values():
+            n.config.write_text(
+                f"node_id = {n.id}\n"
+                f'data_dir = "{self.root / f"data-{n.id}"}"\n'
+                f'rpc_address = "{n.rpc}"\nkv_address = "{n.kv}"\n'
+                f"tick_interval_ms = {TICK_INTERVAL_MS}\n"
+                f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}\n" + members
+            )
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [n.kv for n in self.nodes.values()]
+
+    def start(self, node_id: int) -> None:
+        n = self.nodes[node_id]
+        code = f"from atoll.server.node import main; main({str(n.config)!r})"
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+        with n.log.open("ab") as log:
+            n.process = subprocess.Popen(
+                [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        n.stopped = False
+
+    def start_all(self) -> None:
+        for node_id in self.nodes:
+            self.start(node_id)
+
+    def kill(self, node_id: int) -> None:
+        n = self.nodes[node_id]
+        if n.process is not None:
+            if n.stopped:
+                n.process.send_signal(signal.SIGCONT)
+            n.process.kill()
+            n.process.wait(STOP_TIMEOUT_S)
+            n.process = None
+
+    def pause(self, node_id: int) -> None:
+        n = self.nodes[node_id]
+        assert n.process is not None
+        n.process.send_signal(signal.SIGSTOP)
+        n.stopped = True
+
+    def resume(self, node_id: int) -> None:
+        n = self.nodes[node_id]
+        assert n.process is not None
+        n.process.send_signal(signal.SIGCONT)
+        n.stopped = False
+
+    def stop_all(self) -> list[int | None]:
+        codes: list[int | None] = []
+        for n in self.nodes.values():
+            if n.process is None:
+                codes.append(None)
+                continue
+            if n.stopped:
+                n.process.send_signal(signal.SIGCONT)
+            n.process.terminate()
+            try:
+                codes.append(n.process.wait(STOP_TIMEOUT_S))
+            except subprocess.TimeoutExpired:
+                n.process.kill()
+                codes.append(n.process.wait(STOP_TIMEOUT_S))
+            n.process = None
+        return codes
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- node {n.id}\n" + n.log.read_text(errors="replace")[-3000:]
+            for n in self.nodes.values()
+            if n.log.exists()
+        )
+
+    async def leader(self, timeout_s: float = START_TIMEOUT_S) -> int:
+        """The node that every running node names as leader, once they agree and that
+        node answers as leader (a serializable get reports each node's view)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            views = {}
+            for n in self.nodes.values():
+                if n.process is None or n.stopped:
+                    continue
+                views[n.id] = await self._leader_view(n)
+            named = {v for v in views.values() if v}
+            if len(named) == 1:
+                leader = named.pop()
+                if views.get(leader) == leader:
+                    return leader
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"no agreed leader within {timeout_s}s\n{self.logs()}")
+
+    async def _leader_view(self, n: Node) -> int:
+        async with grpc.aio.insecure_channel(n.kv) as channel:
+            stub = kv_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                response = await stub.Get(
+                    kv_pb2.GetRequest(key=b"\x00probe", serializable=True), timeout=1.0
+                )
+            except grpc.aio.AioRpcError:
+                return 0
+            return int(response.header.leader_id)

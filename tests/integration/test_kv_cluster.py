@@ -20,6 +20,7 @@ from kv_cluster import Cluster
 
 from atoll.kv import Client, KvClientError
 from atoll.proto import kv_pb2, kv_pb2_grpc
+from atoll.rpc import RpcClient, RpcRemoteError
 from atoll.sim.linearizability import Operation, check_history, describe
 
 KEYS = (b"a", b"b", b"c")
@@ -228,5 +229,38 @@ def test_faults_keep_history_linearizable(cluster: Cluster) -> None:
             pytest.fail(
                 f"history not linearizable on {result.key!r}: {result}\n" + "\n".join(lines)
             )
+
+    asyncio.run(main())
+
+
+def test_kv_over_atoll_rpc(cluster: Cluster) -> None:
+    """The same service on atoll.rpc (what Atoll's own layers use): the leader serves
+    writes; a follower answers a typed NOT_LEADER naming the leader."""
+
+    async def main() -> None:
+        leader = await cluster.leader()
+        follower = next(i for i in cluster.nodes if i != leader)
+
+        async def connect(node_id: int) -> RpcClient:
+            host, _, port = cluster.nodes[node_id].rpc.rpartition(":")
+            return await RpcClient.connect(host, int(port))
+
+        to_leader, to_follower = await connect(leader), await connect(follower)
+        try:
+            put = kv_pb2.PutRequest(key=b"r", value=b"over rpc").SerializeToString()
+            await to_leader.call("kv.Put", put)
+            reply = await to_follower.call(
+                "kv.Get", kv_pb2.GetRequest(key=b"r").SerializeToString()
+            )
+            assert kv_pb2.GetResponse.FromString(reply.message).kv.value == b"over rpc"
+            with pytest.raises(RpcRemoteError) as caught:
+                await to_follower.call("kv.Put", put)
+            assert caught.value.code == "kv_error"
+            error = kv_pb2.KvError.FromString(caught.value.detail)
+            assert error.code == kv_pb2.KvError.NOT_LEADER
+            assert (error.leader_hint, error.leader_address) == (leader, cluster.nodes[leader].kv)
+        finally:
+            await to_leader.close()
+            await to_follower.close()
 
     asyncio.run(main())

@@ -247,10 +247,9 @@ def test_chunks_with_bad_records_are_refused(target: KvStateMachine) -> None:
 
 
 def test_a_partial_restore_survives_a_crash(
-    open_kv: KvEngineOpener, kv_kind: str, stream: list[bytes]
+    open_durable_kv: KvEngineOpener, stream: list[bytes]
 ) -> None:
-    if kv_kind == "memory":
-        pytest.skip("the memory engine keeps nothing across a reopen")
+    open_kv = open_durable_kv
     engine = open_kv("target")
     with pytest.raises(SnapshotError):
         KvStateMachine(engine, REGION).restore(stream[:-1])

@@ -406,9 +406,8 @@ def test_compacted_history_raises_with_the_compact_revision(host: Host) -> None:
     assert [e.revision for e in host.sm.events(6)] == [6]
 
 
-def test_compaction_survives_reopen(open_kv: KvEngineOpener, kv_kind: str) -> None:
-    if kv_kind == "memory":
-        pytest.skip("the memory engine keeps nothing across a reopen")
+def test_compaction_survives_reopen(open_durable_kv: KvEngineOpener) -> None:
+    open_kv = open_durable_kv
     engine = open_kv("db")
     Host(engine).run(*(Put(b"k", b"%d" % i) for i in range(4)))
     KvStateMachine(engine, REGION).compact_history(3)

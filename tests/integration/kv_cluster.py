@@ -54,6 +54,7 @@ class Node:
 class Cluster:
     root: Path
     size: int = 3
+    compact_after_entries: int = 10_000
     nodes: dict[int, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,7 +76,8 @@ class Cluster:
                 f'data_dir = "{self.root / f"data-{n.id}"}"\n'
                 f'rpc_address = "{n.rpc}"\nkv_address = "{n.kv}"\n'
                 f"tick_interval_ms = {TICK_INTERVAL_MS}\n"
-                f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}\n" + members
+                f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}\n"
+                f"compact_after_entries = {self.compact_after_entries}\n" + members
             )
 
     @property

@@ -397,6 +397,12 @@ class RaftHost:
         for group, rd in readies:
             if rd.snapshot is not None:
                 group.sm.restore(rd.snapshot.data)
+                log.info(
+                    "raft: group %d installed a snapshot at index %d (term %d)",
+                    group.id,
+                    rd.snapshot.meta.index,
+                    rd.snapshot.meta.term,
+                )
             applied: list[tuple[Entry, object]] = []
             for entry in rd.committed_entries:
                 data = entry.data if entry.type is EntryType.NORMAL else b""

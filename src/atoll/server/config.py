@@ -9,6 +9,7 @@ kv_address = "127.0.0.1:7101"    # public gRPC KV API: listen and advertised
 tick_interval_ms = 100           # optional
 election_timeout_ticks = 10      # optional
 engine = "lsm"                   # optional: lsm | lmdb
+compact_after_entries = 10000    # optional: snapshot and cut the Raft log this often
 [[nodes]]                        # every initial member, this node included
 id = 1
 rpc = "127.0.0.1:7001"
@@ -47,6 +48,7 @@ class NodeConfig:
     tick_interval_ms: int = 100
     election_timeout_ticks: int = 10
     engine: str = "lsm"
+    compact_after_entries: int = 10_000
 
 
 def _address(value: Any, where: str) -> str:
@@ -78,6 +80,7 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
             tick_interval_ms=int(data.get("tick_interval_ms", 100)),
             election_timeout_ticks=int(data.get("election_timeout_ticks", 10)),
             engine=str(data.get("engine", "lsm")),
+            compact_after_entries=int(data.get("compact_after_entries", 10_000)),
         )
     except KeyError as err:
         raise ConfigFileError(f"{source}: missing field {err.args[0]!r}") from err
@@ -90,6 +93,8 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
         )
     if config.tick_interval_ms <= 0 or config.election_timeout_ticks < 3:
         raise ConfigFileError(f"{source}: tick_interval_ms > 0 and election_timeout_ticks >= 3")
+    if config.compact_after_entries < 1:
+        raise ConfigFileError(f"{source}: compact_after_entries must be positive")
     if config.engine not in ("lsm", "lmdb"):
         raise ConfigFileError(f"{source}: engine must be lsm or lmdb, not {config.engine!r}")
     return config

@@ -48,6 +48,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
                 node_id=config.node_id,
                 tick_interval_s=config.tick_interval_ms / 1000,
                 election_timeout_ticks=config.election_timeout_ticks,
+                compact_after_entries=config.compact_after_entries,
             ),
             engine,
             {m.id: m.rpc for m in config.nodes},

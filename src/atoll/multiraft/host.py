@@ -117,6 +117,7 @@ class Group:
         self.core = core
         self.sm = sm
         self.inbox: deque[Message] = deque()
+        self.queued: list[tuple[bytes, asyncio.Future[object]]] = []  # not yet proposed
         self.proposals: dict[int, _Waiter] = {}
         self.reads: dict[bytes, asyncio.Future[None]] = {}
         self.confirmed_reads: list[tuple[int, asyncio.Future[None]]] = []
@@ -226,16 +227,10 @@ class RaftHost:
         """Replicate `data`; returns what the state machine's `apply` returned."""
         group = self.groups[group_id]
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-
-        def call() -> None:
-            try:
-                index = group.core.propose(data)
-            except ProposalDropped as err:
-                future.set_exception(err)
-                return
-            group.proposals[index] = _Waiter(group.core.term, future)
-
-        self._call(call, future)
+        if len(group.queued) >= self.config.calls_max:
+            raise ProposalDropped(f"node {self.id}: too many proposals queued")
+        group.queued.append((data, future))
+        self._wake.set()
         return await self._wait(future, timeout_s, f"proposal to group {group_id}")
 
     async def read_index(self, group_id: int, timeout_s: float) -> None:
@@ -327,12 +322,32 @@ class RaftHost:
             inbox, group.inbox = group.inbox, deque()
             for m in inbox:
                 group.core.step(m)
+        for group in self.groups.values():
+            if group.queued:
+                self._propose_queued(group)
         calls, self._calls = self._calls, deque()
         for call in calls:
             try:
                 call()
             except ProposalDropped as err:
                 log.debug("raft: request dropped: %s", err)
+
+    def _propose_queued(self, group: Group) -> None:
+        """Every proposal queued since the last cycle, as one batch of entries: one
+        round of appends to the followers for all of them."""
+        queued, group.queued = group.queued, []
+        live = [(data, future) for data, future in queued if not future.done()]
+        if not live:
+            return
+        try:
+            first = group.core.propose_many([data for data, _ in live])
+        except ProposalDropped as err:
+            for _, future in live:
+                future.set_exception(err)
+            return
+        term = group.core.term
+        for offset, (_, future) in enumerate(live):
+            group.proposals[first + offset] = _Waiter(term, future)
 
     # -- the ready loop ---------------------------------------------------------------
 
@@ -361,7 +376,7 @@ class RaftHost:
                     group.applied_changed.set()
                     group.applied_changed = asyncio.Event()
             await self._maybe_compact(loop)
-            if any(g.core.has_ready() for g in self.groups.values()) or self._calls:
+            if self._calls or any(g.core.has_ready() or g.queued for g in self.groups.values()):
                 self._wake.set()
 
     def _send(self, readies: list[tuple[Group, Ready]], early: bool) -> None:

@@ -41,7 +41,7 @@ not by branching on the role in every method.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -176,10 +176,18 @@ class Raft:
     def propose(self, data: bytes) -> int:
         """Append `data` as a new entry; returns its index. Raises `NotLeader` on a
         non-leader and `ProposalDropped` when the leader cannot take it now."""
-        return self._propose(Entry(0, 0, EntryType.NORMAL, data))
+        return self._propose((Entry(0, 0, EntryType.NORMAL, data),))
+
+    def propose_many(self, datas: Sequence[bytes]) -> int:
+        """Append several entries at once (one round of appends to the followers);
+        returns the index of the first. Raises as `propose`."""
+        if not datas:
+            raise ValueError("propose_many needs at least one entry")
+        entries = tuple(Entry(0, 0, EntryType.NORMAL, data) for data in datas)
+        return self._propose(entries) - len(entries) + 1
 
     def propose_conf_change(self, change: ConfChange) -> int:
-        return self._propose(Entry(0, 0, EntryType.CONF_CHANGE, change.encode()))
+        return self._propose((Entry(0, 0, EntryType.CONF_CHANGE, change.encode()),))
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read; a `ReadState` with this `context` comes out in
@@ -826,13 +834,13 @@ class Raft:
 
     # -- configuration ----------------------------------------------------------------
 
-    def _propose(self, entry: Entry) -> int:
+    def _propose(self, entries: tuple[Entry, ...]) -> int:
         if self.role is not Role.LEADER:
             raise NotLeader(self.id, self.term, self.lead)
-        refusal = self._proposal_refusal((entry,))
+        refusal = self._proposal_refusal(entries)
         if refusal is not None:
             raise ProposalDropped(refusal)
-        self.step(Message(MT.PROP, frm=self.id, entries=(entry,)))
+        self.step(Message(MT.PROP, frm=self.id, entries=entries))
         return self.log.last_index()
 
     def _commit_to(self, index: int) -> None:

@@ -1,5 +1,6 @@
-"""Deliberately broken Raft cores: the simulator must catch each within a bounded
-number of seeds, or its checks are not checking anything (issue 3, §4)."""
+"""Deliberately broken Raft cores, and a broken host: the simulator must catch each
+within a bounded number of seeds, or its checks are not checking anything (issue 3,
+§4)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import random
 
 from atoll.raft import Message, MessageType, PersistedState, Raft, RaftConfig
 from atoll.raft.quorum import VoteResult
+from atoll.raft.types import SEND_BEFORE_PERSIST, Ready
+from atoll.sim.raft_sim import RaftSim, SimNode
 
 
 class CommitsWithoutMajority(Raft):
@@ -51,3 +54,15 @@ def factory(cls: type[Raft]):  # type: ignore[no-untyped-def]
         return cls(config, rng, state, applied)
 
     return make
+
+
+class EagerAckHost(RaftSim):
+    """A host that sends votes and append acknowledgements before the writes they
+    promise are synced (the bug the Ready order exists to prevent)."""
+
+    def persist(self, node: SimNode, rd: Ready) -> None:
+        late = [m for m in rd.messages if m.type not in SEND_BEFORE_PERSIST]
+        for m in late:
+            self.send(node, m)
+        rd.messages = [m for m in rd.messages if m.type in SEND_BEFORE_PERSIST]
+        super().persist(node, rd)

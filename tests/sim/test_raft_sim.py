@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from broken_cores import (
     CommitsWithoutMajority,
+    EagerAckHost,
     VotesWithoutLogCheck,
     WinsWithoutQuorum,
     factory,
@@ -29,6 +30,7 @@ from broken_cores import (
 SEEDS = int(os.environ.get("ATOLL_SIM_SEEDS", "500"))
 FIXED_SEEDS: list[int] = []  # seeds that once found a bug (none yet)
 BROKEN_CORE_SEED_BUDGET = 60
+BROKEN_HOST_SEED_BUDGET = 150  # lost acks need a crash inside an fsync: rarer
 
 
 def test_seeds(request: pytest.FixtureRequest) -> None:
@@ -79,3 +81,12 @@ def test_the_simulator_catches_a_broken_core(broken: type[Raft]) -> None:
             print(f"{broken.__name__} caught by seed {seed}: {report.violation[:300]}")
             return
     pytest.fail(f"{broken.__name__} survived {BROKEN_CORE_SEED_BUDGET} seeds")
+
+
+def test_the_simulator_catches_a_host_that_acks_before_syncing() -> None:
+    for seed in range(BROKEN_HOST_SEED_BUDGET):
+        report = EagerAckHost(SimParams.from_seed(seed)).run()
+        if not report.ok:
+            print(f"EagerAckHost caught by seed {seed}: {report.violation[:300]}")
+            return
+    pytest.fail(f"EagerAckHost survived {BROKEN_HOST_SEED_BUDGET} seeds")

@@ -25,6 +25,7 @@ applied and that the client history is linearizable.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import random
 import traceback
@@ -87,6 +88,7 @@ class SimParams:
     heal_budget_steps: int
     sync_delay_max_steps: int
     crash_probability: float  # per tick, of one random node
+    crash_in_sync_probability: float  # per fsync: the node dies before it completes
     partition_probability: float  # per tick
     conf_change_probability: float  # per tick
     transfer_probability: float  # per tick
@@ -113,6 +115,7 @@ class SimParams:
             heal_budget_steps=4000,
             sync_delay_max_steps=rng.choice((1, 3, 10, 30)),
             crash_probability=rng.choice((0.0, 0.002, 0.01, 0.03)),
+            crash_in_sync_probability=rng.choice((0.0, 0.0, 0.002, 0.01)),
             partition_probability=rng.choice((0.0, 0.005, 0.02)),
             conf_change_probability=rng.choice((0.0, 0.005, 0.02)),
             transfer_probability=rng.choice((0.0, 0.003, 0.01)),
@@ -384,9 +387,18 @@ class RaftSim:
             node.syncing = rd
             node.sync_epoch += 1
             delay = self.rng.randint(1, self.p.sync_delay_max_steps)
-            self.schedule(self.now + delay, "synced", (node.id, node.incarnation, node.sync_epoch))
+            token = (node.id, node.incarnation, node.sync_epoch)
+            self.schedule(self.now + delay, "synced", token)
+            if self.faulting and self.rng.random() < self.p.crash_in_sync_probability:
+                self.schedule(self.now + self.rng.randint(0, delay - 1), "crash_in_sync", token)
         else:
             self.after_persist(node, rd)
+
+    def on_crash_in_sync(self, payload: tuple[int, int, int]) -> None:
+        node = self.nodes[payload[0]]
+        if node.core is not None and (node.incarnation, node.sync_epoch) == payload[1:]:
+            self.crash(node)
+            self.schedule(self.now + self.rng.randint(10, 400), "restart", node.id)
 
     def on_synced(self, payload: tuple[int, int, int]) -> None:
         node = self.nodes[payload[0]]
@@ -668,7 +680,12 @@ class RaftSim:
         if leader is not None and rng.random() < self.p.transfer_probability:
             assert leader.core is not None
             target = rng.choice(sorted(leader.core.conf.voters))
-            leader.inbox.append(("call", lambda _n, core: core.transfer_leader(target)))
+
+            def transfer(_n: SimNode, core: Raft) -> None:
+                with contextlib.suppress(ProposalDropped):  # it lost leadership meanwhile
+                    core.transfer_leader(target)
+
+            leader.inbox.append(("call", transfer))
             self.counts["transfers"] += 1
             self.pump(leader)
         if self.now % 500 == 0:

@@ -119,7 +119,9 @@ class Group:
         self.inbox: deque[Message] = deque()
         self.queued: list[tuple[bytes, asyncio.Future[object]]] = []  # not yet proposed
         self.proposals: dict[int, _Waiter] = {}
-        self.reads: dict[bytes, asyncio.Future[None]] = {}
+        self.queued_reads: list[asyncio.Future[None]] = []  # not yet asked of the core
+        # One ReadIndex request per cycle answers every read queued before it.
+        self.reads: dict[bytes, list[asyncio.Future[None]]] = {}
         self.confirmed_reads: list[tuple[int, asyncio.Future[None]]] = []
         self.applied_changed = asyncio.Event()
 
@@ -238,21 +240,11 @@ class RaftHost:
         here (this node has applied everything committed when the read began)."""
         group = self.groups[group_id]
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        context = f"{self.id}:{next(self._read_ids)}".encode()
-
-        def call() -> None:
-            try:
-                group.core.read_index(context)
-            except ProposalDropped as err:
-                future.set_exception(err)
-                return
-            group.reads[context] = future
-
-        self._call(call, future)
-        try:
-            await self._wait(future, timeout_s, f"read of group {group_id}")
-        finally:
-            group.reads.pop(context, None)
+        if len(group.queued_reads) >= self.config.calls_max:
+            raise ProposalDropped(f"node {self.id}: too many reads queued")
+        group.queued_reads.append(future)
+        self._wake.set()
+        await self._wait(future, timeout_s, f"read of group {group_id}")
 
     async def wait_applied(self, group_id: int, index: int) -> None:
         """Return once the group's state machine has applied past `index`."""
@@ -276,7 +268,8 @@ class RaftHost:
 
     async def _wait(self, future: asyncio.Future[Any], timeout_s: float, what: str) -> Any:
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            # On timeout the future is cancelled: whoever would settle it skips it.
+            return await asyncio.wait_for(future, timeout_s)
         except TimeoutError as err:
             raise RaftTimeout(f"node {self.id}: {what} timed out after {timeout_s}s") from err
 
@@ -325,6 +318,8 @@ class RaftHost:
         for group in self.groups.values():
             if group.queued:
                 self._propose_queued(group)
+            if group.queued_reads:
+                self._read_queued(group)
         calls, self._calls = self._calls, deque()
         for call in calls:
             try:
@@ -348,6 +343,23 @@ class RaftHost:
         term = group.core.term
         for offset, (_, future) in enumerate(live):
             group.proposals[first + offset] = _Waiter(term, future)
+
+    def _read_queued(self, group: Group) -> None:
+        queued, group.queued_reads = group.queued_reads, []
+        live = [future for future in queued if not future.done()]
+        # Requests whose every reader gave up (timed out) are forgotten.
+        for context in [c for c, fs in group.reads.items() if all(f.done() for f in fs)]:
+            del group.reads[context]
+        if not live:
+            return
+        context = f"{self.id}:{next(self._read_ids)}".encode()
+        try:
+            group.core.read_index(context)
+        except ProposalDropped as err:
+            for future in live:
+                future.set_exception(err)
+            return
+        group.reads[context] = live
 
     # -- the ready loop ---------------------------------------------------------------
 
@@ -376,7 +388,9 @@ class RaftHost:
                     group.applied_changed.set()
                     group.applied_changed = asyncio.Event()
             await self._maybe_compact(loop)
-            if self._calls or any(g.core.has_ready() or g.queued for g in self.groups.values()):
+            if self._calls or any(
+                g.core.has_ready() or g.queued or g.queued_reads for g in self.groups.values()
+            ):
                 self._wake.set()
 
     def _send(self, readies: list[tuple[Group, Ready]], early: bool) -> None:
@@ -441,9 +455,9 @@ class RaftHost:
                     ProposalDropped(f"group {group.id}: index {entry.index} went to another entry")
                 )
         for rs in rd.read_states:
-            future = group.reads.pop(rs.context, None)
-            if future is not None and not future.done():
-                group.confirmed_reads.append((rs.index, future))
+            for future in group.reads.pop(rs.context, []):
+                if not future.done():
+                    group.confirmed_reads.append((rs.index, future))
         if group.confirmed_reads:
             applied_index = group.sm.applied_index()
             waiting = []
@@ -457,10 +471,11 @@ class RaftHost:
             group.confirmed_reads = waiting
         if rd.soft_state is not None and rd.soft_state.role is not Role.LEADER:
             # Reads wait on a ReadIndex round that a deposed leader will never finish.
-            for context, future in list(group.reads.items()):
-                if not future.done():
-                    future.set_exception(NotLeader(self.id, group.core.term, group.core.lead))
-                group.reads.pop(context, None)
+            for futures in group.reads.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(NotLeader(self.id, group.core.term, group.core.lead))
+            group.reads.clear()
 
     async def _maybe_compact(self, loop: asyncio.AbstractEventLoop) -> None:
         for group in self.groups.values():

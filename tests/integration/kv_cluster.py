@@ -55,6 +55,7 @@ class Cluster:
     root: Path
     size: int = 3
     compact_after_entries: int = 10_000
+    kv_gateway_processes: int = 1
     nodes: dict[int, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -77,7 +78,8 @@ class Cluster:
                 f'rpc_address = "{n.rpc}"\nkv_address = "{n.kv}"\n'
                 f"tick_interval_ms = {TICK_INTERVAL_MS}\n"
                 f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}\n"
-                f"compact_after_entries = {self.compact_after_entries}\n" + members
+                f"compact_after_entries = {self.compact_after_entries}\n"
+                f"kv_gateway_processes = {self.kv_gateway_processes}\n" + members
             )
 
     @property
@@ -144,8 +146,9 @@ class Cluster:
         )
 
     async def leader(self, timeout_s: float = START_TIMEOUT_S) -> int:
-        """The node that every running node names as leader, once they agree and that
-        node answers as leader (a serializable get reports each node's view)."""
+        """The node that every running node names as leader, once all of them answer
+        on their KV endpoints, agree, and that node calls itself leader (a serializable
+        get reports each node's view)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             views = {}
@@ -153,9 +156,9 @@ class Cluster:
                 if n.process is None or n.stopped:
                     continue
                 views[n.id] = await self._leader_view(n)
-            named = {v for v in views.values() if v}
-            if len(named) == 1:
-                leader = named.pop()
+            named = set(views.values())
+            if len(named) == 1 and 0 not in named:
+                leader = named.pop()  # every running node's KV endpoint answers, naming it
                 if views.get(leader) == leader:
                     return leader
             await asyncio.sleep(0.05)

@@ -41,50 +41,58 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.stop_all()
 
 
-def test_kv_api_end_to_end(cluster: Cluster) -> None:
-    async def main() -> None:
-        await cluster.leader()
-        client = await Client.connect(cluster.endpoints)
-        try:
-            events: list[tuple[str, bytes, bytes]] = []
-            watch = client.watch(b"w/")
+@pytest.mark.parametrize("gateways", [0, 2], ids=["grpc-in-node", "grpc-gateways"])
+def test_kv_api_end_to_end(tmp_path: Path, gateways: int) -> None:
+    """The public API served by the node's own gRPC server, or by gateway processes."""
+    cluster = Cluster(tmp_path, kv_gateway_processes=gateways)
+    cluster.start_all()
+    try:
+        asyncio.run(_exercise_api(cluster))
+    finally:
+        cluster.stop_all()
 
-            async def watcher() -> None:
-                async for e in watch:
-                    events.append((e.type, e.key, e.value))
-                    if len(events) == 3:
-                        return
 
-            task = asyncio.create_task(watcher())
-            await client.put(b"w/1", b"one")
-            assert await client.get(b"w/1") == b"one"
-            assert await client.get(b"w/1", serializable=True) in (b"one", None)
-            assert await client.get(b"missing") is None
-            await client.put(b"empty", b"")
-            assert await client.get(b"empty") == b""  # empty is not absent
-            assert await client.cas(b"w/1", b"one", b"two")
-            assert not await client.cas(b"w/1", b"one", b"three")
-            assert await client.cas(b"new", None, b"x")
-            assert not await client.cas(b"new", None, b"y")
-            assert await client.delete(b"w/1")
-            assert not await client.delete(b"w/1")
-            for i in range(5):
-                await client.put(b"s/%d" % i, b"%d" % i)
-            assert await client.scan(b"s/", b"s/9") == [(b"s/%d" % i, b"%d" % i) for i in range(5)]
-            assert await client.scan(b"s/", b"s/9", limit=2, reverse=True) == [
-                (b"s/4", b"4"),
-                (b"s/3", b"3"),
-            ]
-            await asyncio.wait_for(task, 10)
-            assert events == [
-                ("put", b"w/1", b"one"),
-                ("put", b"w/1", b"two"),
-                ("delete", b"w/1", b""),
-            ]
-        finally:
-            await client.close()
+async def _exercise_api(cluster: Cluster) -> None:
+    await cluster.leader()
+    client = await Client.connect(cluster.endpoints)
+    try:
+        events: list[tuple[str, bytes, bytes]] = []
+        watch = client.watch(b"w/")
 
-    asyncio.run(main())
+        async def watcher() -> None:
+            async for e in watch:
+                events.append((e.type, e.key, e.value))
+                if len(events) == 3:
+                    return
+
+        task = asyncio.create_task(watcher())
+        await client.put(b"w/1", b"one")
+        assert await client.get(b"w/1") == b"one"
+        assert await client.get(b"w/1", serializable=True) in (b"one", None)
+        assert await client.get(b"missing") is None
+        await client.put(b"empty", b"")
+        assert await client.get(b"empty") == b""  # empty is not absent
+        assert await client.cas(b"w/1", b"one", b"two")
+        assert not await client.cas(b"w/1", b"one", b"three")
+        assert await client.cas(b"new", None, b"x")
+        assert not await client.cas(b"new", None, b"y")
+        assert await client.delete(b"w/1")
+        assert not await client.delete(b"w/1")
+        for i in range(5):
+            await client.put(b"s/%d" % i, b"%d" % i)
+        assert await client.scan(b"s/", b"s/9") == [(b"s/%d" % i, b"%d" % i) for i in range(5)]
+        assert await client.scan(b"s/", b"s/9", limit=2, reverse=True) == [
+            (b"s/4", b"4"),
+            (b"s/3", b"3"),
+        ]
+        await asyncio.wait_for(task, 10)
+        assert events == [
+            ("put", b"w/1", b"one"),
+            ("put", b"w/1", b"two"),
+            ("delete", b"w/1", b""),
+        ]
+    finally:
+        await client.close()
 
 
 class History:

@@ -15,20 +15,18 @@ thread (for `background="thread"`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import Future
 from typing import Any, Protocol
 
 from atoll.base.errors import CorruptionError
+from atoll.base.lifetime import die_with_parent
 from atoll.engine.compaction_job import JobResult, JobSpec, run_compaction, run_flush
 from atoll.engine.errors import EngineError
 from atoll.engine.sstable_writer import TableInfo
@@ -244,28 +242,10 @@ def shared_runner(kind: str) -> JobRunner:
 # ---------------------------------------------------------------- worker side
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-
-def _watch_parent(parent_pid: int) -> None:
-    """Second line of defence: exit within a tick of the parent's death even where
-    PR_SET_PDEATHSIG is unavailable."""
-    while os.getppid() == parent_pid:
-        time.sleep(0.05)
-    os._exit(1)
-
-
 def worker_main(parent_pid: int, nice: int) -> None:
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     if nice:
         os.nice(nice)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     for line in sys.stdin.buffer:
         try:
             doc = json.loads(line)

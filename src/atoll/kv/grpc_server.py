@@ -33,9 +33,13 @@ _STATUS = {
 }
 
 
+def status_of(error: kv_pb2.KvError) -> grpc.StatusCode:
+    return _STATUS.get(error.code, grpc.StatusCode.UNKNOWN)
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: KvServiceError) -> None:
     context.set_trailing_metadata(((ERROR_METADATA_KEY, err.error.SerializeToString()),))
-    await context.abort(_STATUS.get(err.error.code, grpc.StatusCode.UNKNOWN), str(err))
+    await context.abort(status_of(err.error), str(err))
 
 
 class KvServicer(kv_pb2_grpc.KVServicer):

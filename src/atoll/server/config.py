@@ -10,6 +10,7 @@ tick_interval_ms = 100           # optional
 election_timeout_ticks = 10      # optional
 engine = "lsm"                   # optional: lsm | lmdb
 compact_after_entries = 10000    # optional: snapshot and cut the Raft log this often
+kv_gateway_processes = 1         # optional: gRPC front-end processes (0: in the node)
 [[nodes]]                        # every initial member, this node included
 id = 1
 rpc = "127.0.0.1:7001"
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from atoll.base.errors import AtollError
+
+KV_GATEWAY_PROCESSES_MAX = 16
 
 
 class ConfigFileError(AtollError, ValueError):
@@ -49,6 +52,7 @@ class NodeConfig:
     election_timeout_ticks: int = 10
     engine: str = "lsm"
     compact_after_entries: int = 10_000
+    kv_gateway_processes: int = 1
 
 
 def _address(value: Any, where: str) -> str:
@@ -81,6 +85,7 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
             election_timeout_ticks=int(data.get("election_timeout_ticks", 10)),
             engine=str(data.get("engine", "lsm")),
             compact_after_entries=int(data.get("compact_after_entries", 10_000)),
+            kv_gateway_processes=int(data.get("kv_gateway_processes", 1)),
         )
     except KeyError as err:
         raise ConfigFileError(f"{source}: missing field {err.args[0]!r}") from err
@@ -93,6 +98,10 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
         )
     if config.tick_interval_ms <= 0 or config.election_timeout_ticks < 3:
         raise ConfigFileError(f"{source}: tick_interval_ms > 0 and election_timeout_ticks >= 3")
+    if not 0 <= config.kv_gateway_processes <= KV_GATEWAY_PROCESSES_MAX:
+        raise ConfigFileError(
+            f"{source}: kv_gateway_processes must be in [0, {KV_GATEWAY_PROCESSES_MAX}]"
+        )
     if config.compact_after_entries < 1:
         raise ConfigFileError(f"{source}: compact_after_entries must be positive")
     if config.engine not in ("lsm", "lmdb"):

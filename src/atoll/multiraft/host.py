@@ -102,6 +102,7 @@ class HostConfig:
     compact_after_entries: int = 10_000
     snapshot_bytes_max: int = 256 << 20
     lease_reads: bool = False
+    inflight_batches_max: int = 64
     transport: TransportConfig = field(default_factory=TransportConfig)
 
 
@@ -176,6 +177,7 @@ class RaftHost:
             election_timeout_ticks=self.config.election_timeout_ticks,
             heartbeat_ticks=self.config.heartbeat_ticks,
             lease_reads=self.config.lease_reads,
+            inflight_batches_max=self.config.inflight_batches_max,
         )
         core = Raft(raft_config, random.Random(self.rng.getrandbits(64)), state, sm.applied_index())
         group = Group(group_id, core, sm)

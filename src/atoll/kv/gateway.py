@@ -78,14 +78,16 @@ class Forwarder:
         self.spec = spec
         self.leader = spec.local_node
         self._clients: dict[int, RpcClient] = {}
+        self._connecting: dict[int, asyncio.Lock] = {}
 
     async def _client(self, node: int) -> RpcClient:
-        client = self._clients.get(node)
-        if client is None or client.is_closed:
-            host, _, port = self.spec.nodes[node].rpartition(":")
-            client = await RpcClient.connect(host, int(port))
-            self._clients[node] = client
-        return client
+        async with self._connecting.setdefault(node, asyncio.Lock()):
+            client = self._clients.get(node)
+            if client is None or client.is_closed:
+                host, _, port = self.spec.nodes[node].rpartition(":")
+                client = await RpcClient.connect(host, int(port))
+                self._clients[node] = client
+            return client
 
     async def _abort(self, context: Any, error: kv_pb2.KvError | None, text: str) -> None:
         """End the call with `error` (None: UNAVAILABLE with no KvError). Raises."""
@@ -116,7 +118,8 @@ class Forwarder:
                 error = self._kv_error(err)
                 if error is not None and error.code == kv_pb2.KvError.NOT_LEADER and write:
                     refused = error
-                    node = error.leader_hint or self._next_node(node)
+                    hint = error.leader_hint
+                    node = hint if hint in self.spec.nodes else self._next_node(node)
                     self.leader = node
                     continue
                 await self._abort(context, error, str(err))

@@ -219,6 +219,9 @@ class KvService:
         start = request.from_revision or self.sm.revision() + 1
         sequence = 0
         while True:
+            # Read the applied index before the events: an entry applied in between
+            # then wakes the wait below instead of being missed.
+            applied = self.sm.applied_index()
             try:
                 events = self.sm.events(
                     start, request.key_prefix, WATCH_EVENTS_PER_MESSAGE_MAX, sequence
@@ -240,4 +243,4 @@ class KvService:
                 start, sequence = last.revision, last.sequence + 1
                 yield response
                 continue
-            await self.host.wait_applied(self.region, self.sm.applied_index())
+            await self.host.wait_applied(self.region, applied)

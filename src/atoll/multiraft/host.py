@@ -27,7 +27,6 @@ apply up to that index.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -161,6 +160,11 @@ class RaftHost:
         self._ticks_done = 0
         self._started_at = 0.0
         self._read_ids = itertools.count(1)
+        # Read contexts must not repeat across restarts: a reply to a read of an
+        # earlier incarnation could otherwise settle a new read at an old index.
+        self._read_prefix = f"{self.id}:{rng.getrandbits(64):016x}"
+        self.failed = asyncio.Event()
+        self.failure: BaseException | None = None
         self.cycles = 0
 
     # -- set-up -----------------------------------------------------------------------
@@ -203,21 +207,32 @@ class RaftHost:
     async def start(self) -> None:
         self._started_at = self.clock()
         loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._ready_loop(), name=f"raft-ready-{self.id}"))
-        self._tasks.append(loop.create_task(self._ticker(), name=f"raft-tick-{self.id}"))
-        for sender in self.peers.values():
-            self._tasks.append(loop.create_task(sender.run(), name=f"raft-send-{sender.peer_id}"))
+        coroutines = [(self._ready_loop(), f"raft-ready-{self.id}"), (self._ticker(), "raft-tick")]
+        coroutines += [(s.run(), f"raft-send-{s.peer_id}") for s in self.peers.values()]
+        for coroutine, name in coroutines:
+            task = loop.create_task(coroutine, name=name)
+            task.add_done_callback(self._task_done)
+            self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A host task must never end by itself: if one fails (a disk error, a broken
+        invariant), the node is no longer serving, and says so."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        log.critical("raft: node %d: task %s ended: %r", self.id, task.get_name(), error)
+        if self.failure is None:
+            self.failure = error or RuntimeError(f"task {task.get_name()} returned")
+        self.failed.set()
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         for sender in self.peers.values():
             await sender.close()
-        self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self._executor.shutdown)
 
     # -- the API for services ---------------------------------------------------------
 
@@ -354,7 +369,7 @@ class RaftHost:
             del group.reads[context]
         if not live:
             return
-        context = f"{self.id}:{next(self._read_ids)}".encode()
+        context = f"{self._read_prefix}:{next(self._read_ids)}".encode()
         try:
             group.core.read_index(context)
         except ProposalDropped as err:

@@ -71,6 +71,7 @@ class PeerSender:
         self.dropped = 0
         self._wake = asyncio.Event()
         self._client: RpcClient | None = None
+        self._connecting = asyncio.Lock()
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
 
     def enqueue(self, group_id: int, m: Message) -> None:
@@ -87,9 +88,10 @@ class PeerSender:
         self._wake.set()
 
     async def _connect(self) -> RpcClient:
-        if self._client is None or self._client.is_closed:
-            self._client = await RpcClient.connect(self.host, self.port)
-        return self._client
+        async with self._connecting:  # one connection, even when a snapshot races run()
+            if self._client is None or self._client.is_closed:
+                self._client = await RpcClient.connect(self.host, self.port)
+            return self._client
 
     async def run(self) -> None:
         backoff = self.config.reconnect_backoff_s
@@ -125,7 +127,7 @@ class PeerSender:
     async def _send_snapshot(self, group_id: int, m: Message) -> None:
         failed = True
         try:
-            snapshot = self.snapshot_source(group_id)
+            snapshot = await asyncio.to_thread(self.snapshot_source, group_id)
             if snapshot is None or m.snapshot is None or snapshot.meta != m.snapshot.meta:
                 log.warning("raft: group %d has no snapshot at %s to send", group_id, m.snapshot)
                 return

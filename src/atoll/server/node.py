@@ -100,7 +100,13 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
                 f"atoll node {config.node_id}: kv {config.kv_address} rpc {config.rpc_address}",
                 flush=True,
             )
-            await stop.wait()
+            stopped = asyncio.create_task(stop.wait())
+            failed = asyncio.create_task(host.failed.wait())
+            await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            failed.cancel()
+            if host.failure is not None:
+                raise RuntimeError(f"node {config.node_id}: the Raft host failed") from host.failure
         finally:
             if grpc_server is not None:
                 await grpc_server.stop(GRPC_STOP_GRACE_S)

@@ -303,6 +303,8 @@ class RaftHost:
         group = self.groups.get(group_id)
         if group is None:
             return
+        if len(self._calls) >= self.config.calls_max:
+            return  # Raft copes with an unreported failure: it probes again
         if m.type is MessageType.SNAP:
             self._calls.append(lambda: group.core.report_snapshot(m.to, failed))
         elif failed:
@@ -461,6 +463,15 @@ class RaftHost:
         return out
 
     def _settle(self, group: Group, rd: Ready, applied: list[tuple[Entry, object]]) -> None:
+        if rd.snapshot is not None:
+            # Proposals of an earlier leadership whose indexes the snapshot covers: this
+            # node will never apply them one by one, so their outcome stays unknown.
+            for index in [i for i in group.proposals if i <= rd.snapshot.meta.index]:
+                stale = group.proposals.pop(index)
+                if not stale.future.done():
+                    stale.future.set_exception(
+                        RaftTimeout(f"group {group.id}: index {index} went into a snapshot")
+                    )
         for entry, result in applied:
             waiter = group.proposals.pop(entry.index, None)
             if waiter is None or waiter.future.done():

@@ -144,7 +144,7 @@ class RaftHost:
         self.config = config
         self.id = config.node_id
         self.engine = engine
-        self.log_store = LogStore(engine)
+        self.log_store = LogStore(engine, config.snapshot_bytes_max)
         self.rng = rng
         self.clock = clock
         self.groups: dict[int, Group] = {}

@@ -83,8 +83,11 @@ class _Bounds:
 class LogStore:
     """The Raft logs of many groups over one engine. See the module docstring."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, snapshot_data_bytes_max: int = SNAPSHOT_DATA_MAX_BYTES
+    ) -> None:
         self._engine = engine
+        self.snapshot_data_bytes_max = snapshot_data_bytes_max
         self._lock = threading.Lock()  # guards the three fields below
         self._written: dict[int, _Bounds] = {}
         self._pending: dict[int, _Bounds] = {}
@@ -268,14 +271,18 @@ class LogStore:
         self._pending.clear()
         self._pending_batch = None
 
-    @staticmethod
     def _stage_snapshot(
-        batch: WriteBatch, group_id: int, snapshot: Snapshot, bounds: _Bounds, keep_suffix: bool
+        self,
+        batch: WriteBatch,
+        group_id: int,
+        snapshot: Snapshot,
+        bounds: _Bounds,
+        keep_suffix: bool,
     ) -> None:
         meta = snapshot.meta
-        if len(snapshot.data) > SNAPSHOT_DATA_MAX_BYTES:
+        if len(snapshot.data) > self.snapshot_data_bytes_max:
             raise SnapshotTooLarge(
-                group_id, meta.index, len(snapshot.data), SNAPSHOT_DATA_MAX_BYTES
+                group_id, meta.index, len(snapshot.data), self.snapshot_data_bytes_max
             )
         invariant(
             meta.index >= bounds.base_index,

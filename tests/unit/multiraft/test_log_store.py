@@ -16,7 +16,6 @@ import pytest
 
 from atoll.base.errors import CorruptionError, InvariantError
 from atoll.engine import Engine, WriteBatch, open_engine
-from atoll.multiraft import log_store as log_store_module
 from atoll.multiraft.errors import LogCompacted, LogCorruption, SnapshotTooLarge
 from atoll.multiraft.log_format import (
     U64_MAX,
@@ -288,9 +287,8 @@ def test_compacting_to_the_last_entry_keeps_appending_possible(db: Engine) -> No
 
 
 @all_kinds
-def test_an_oversized_snapshot_is_refused(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(log_store_module, "SNAPSHOT_DATA_MAX_BYTES", 8)
-    store = LogStore(db)
+def test_an_oversized_snapshot_is_refused(db: Engine) -> None:
+    store = LogStore(db, snapshot_data_bytes_max=8)
     with pytest.raises(SnapshotTooLarge, match="9 bytes of data, over the 8-byte limit"):
         store.save_snapshot(WriteBatch(), 1, Snapshot(meta(1), b"123456789"))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,22 +20,12 @@ from pathlib import Path
 import grpc
 
 from atoll.proto import kv_pb2, kv_pb2_grpc
+from atoll.server.dev import pick_free_ports
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 TICK_INTERVAL_MS = 50
 ELECTION_TIMEOUT_TICKS = 10  # 0.5 s
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass
@@ -59,7 +48,7 @@ class Cluster:
     nodes: dict[int, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        ports = free_ports(2 * self.size)
+        ports = pick_free_ports(2 * self.size)
         for i in range(1, self.size + 1):
             self.nodes[i] = Node(
                 i,

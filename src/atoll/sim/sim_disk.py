@@ -24,6 +24,10 @@ class DiskState:
     snapshot: Snapshot = field(default_factory=Snapshot)
     entries: list[Entry] = field(default_factory=list)
 
+    def persisted(self) -> PersistedState:
+        """What a host loads from this state to restart a core."""
+        return PersistedState(self.hard_state, self.snapshot.meta, tuple(self.entries))
+
     def copy(self) -> DiskState:
         return DiskState(self.hard_state, self.snapshot, list(self.entries))
 
@@ -85,5 +89,4 @@ class SimDisk:
         return state
 
     def load(self) -> PersistedState:
-        s = self.synced
-        return PersistedState(s.hard_state, s.snapshot.meta, tuple(s.entries))
+        return self.synced.persisted()

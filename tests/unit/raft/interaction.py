@@ -23,7 +23,6 @@ from atoll.raft import (
     HardState,
     Message,
     MessageType,
-    PersistedState,
     Raft,
     RaftConfig,
     Ready,
@@ -32,6 +31,7 @@ from atoll.raft import (
     SnapshotMeta,
 )
 from atoll.raft.errors import ProposalDropped
+from atoll.sim.sim_disk import DiskState
 
 CONF_CHANGE_OPS = {
     "add": ConfChangeOp.ADD_VOTER,
@@ -74,24 +74,14 @@ def fmt_conf(c: ConfState) -> str:
 
 
 @dataclass
-class MemoryStorage:
-    hard_state: HardState = field(default_factory=HardState)
-    snapshot: Snapshot = field(default_factory=Snapshot)
-    entries: list[Entry] = field(default_factory=list)
+class MemoryStorage(DiskState):
+    """The simulator's disk state (the Ready persist rules), never losing a write, plus
+    what was applied."""
+
     applied: list[Entry] = field(default_factory=list)
 
-    def persisted(self) -> PersistedState:
-        return PersistedState(self.hard_state, self.snapshot.meta, tuple(self.entries))
-
     def persist(self, rd: Ready) -> None:
-        if rd.snapshot is not None:
-            self.snapshot = rd.snapshot
-            self.entries = [e for e in self.entries if e.index > rd.snapshot.meta.index]
-        if rd.entries:
-            first = rd.entries[0].index
-            self.entries = [e for e in self.entries if e.index < first] + list(rd.entries)
-        if rd.hard_state is not None:
-            self.hard_state = rd.hard_state
+        self.apply(rd)
 
 
 class Env:
@@ -206,7 +196,7 @@ class Env:
         node = self.nodes[cmd.int_arg(0)]
         meta = node.snapshot_meta(cmd.int_arg(1))
         data = ",".join(e.data.decode() for e in self.storage[cmd.int_arg(0)].applied if e.data)
-        self.storage[cmd.int_arg(0)].snapshot = Snapshot(meta, data.encode())
+        self.storage[cmd.int_arg(0)].set_snapshot(Snapshot(meta, data.encode()))
         node.compact(meta)
         self.emit(f"node {cmd.int_arg(0)}: log base now i{meta.index} t{meta.term}")
 

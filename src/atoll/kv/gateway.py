@@ -32,7 +32,7 @@ from typing import Any
 import grpc
 
 from atoll.base.lifetime import die_with_parent
-from atoll.kv.grpc_server import ERROR_METADATA_KEY, RPC_ERROR_CODE, status_of
+from atoll.kv.grpc_server import RPC_ERROR_CODE, abort_with
 from atoll.proto import kv_pb2
 from atoll.rpc import ConnectionLost, RpcClient, RpcRemoteError, RpcTimeout
 
@@ -94,8 +94,7 @@ class Forwarder:
         if error is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, text)
             return
-        context.set_trailing_metadata(((ERROR_METADATA_KEY, error.SerializeToString()),))
-        await context.abort(status_of(error), text)
+        await abort_with(context, error, text)
 
     async def unary(self, method: str, request: bytes, context: Any) -> bytes:
         write = method in WRITES

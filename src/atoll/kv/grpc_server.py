@@ -37,9 +37,14 @@ def status_of(error: kv_pb2.KvError) -> grpc.StatusCode:
     return _STATUS.get(error.code, grpc.StatusCode.UNKNOWN)
 
 
+async def abort_with(context: Any, error: kv_pb2.KvError, text: str) -> None:
+    """End a call with `error`: its status, and the KvError in the trailing metadata."""
+    context.set_trailing_metadata(((ERROR_METADATA_KEY, error.SerializeToString()),))
+    await context.abort(status_of(error), text)
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: KvServiceError) -> None:
-    context.set_trailing_metadata(((ERROR_METADATA_KEY, err.error.SerializeToString()),))
-    await context.abort(status_of(err.error), str(err))
+    await abort_with(context, err.error, str(err))
 
 
 class KvServicer(kv_pb2_grpc.KVServicer):

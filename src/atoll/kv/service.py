@@ -15,8 +15,9 @@ history.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from atoll.kv.command import (
     Compare,
@@ -37,6 +38,8 @@ from atoll.proto import kv_pb2
 from atoll.raft import NotLeader, ProposalDropped
 
 KvError = kv_pb2.KvError
+
+T = TypeVar("T")
 
 WATCH_EVENTS_PER_MESSAGE_MAX = 1000
 SCAN_LIMIT_MAX = 10_000
@@ -98,27 +101,26 @@ class KvService:
             leader_address=self.kv_addresses.get(leader, ""),
         )
 
-    async def _propose(self, command: bytes) -> object:
+    async def _raft(self, call: Awaitable[T], what: str) -> T:
+        """Await a Raft host call, its failures mapped to KvErrors."""
         try:
-            return await self.host.propose(self.region, command, self.config.write_timeout_s)
+            return await call
         except NotLeader as err:
             raise self._not_leader(err.leader) from err
         except RaftTimeout as err:
-            raise self._error(KvError.TIMEOUT, f"write outcome unknown: {err}") from err
+            raise self._error(KvError.TIMEOUT, f"{what}: {err}") from err
         except ProposalDropped as err:
             raise self._error(KvError.OVERLOADED, str(err)) from err
 
+    async def _propose(self, command: bytes) -> object:
+        timeout_s = self.config.write_timeout_s
+        call = self.host.propose(self.region, command, timeout_s)
+        return await self._raft(call, "write outcome unknown")
+
     async def _read_barrier(self, serializable: bool) -> None:
-        if serializable:
-            return
-        try:
-            await self.host.read_index(self.region, self.config.read_timeout_s)
-        except NotLeader as err:
-            raise self._not_leader(err.leader) from err
-        except RaftTimeout as err:
-            raise self._error(KvError.TIMEOUT, f"read not confirmed: {err}") from err
-        except ProposalDropped as err:
-            raise self._error(KvError.OVERLOADED, str(err)) from err
+        if not serializable:
+            call = self.host.read_index(self.region, self.config.read_timeout_s)
+            await self._raft(call, "read not confirmed")
 
     def _encode(self, command: Put | Delete | Txn) -> bytes:
         try:

@@ -27,6 +27,7 @@ apply up to that index.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import random
@@ -189,20 +190,11 @@ class RaftHost:
         return group
 
     def rpc_handlers(self) -> dict[str, Handler]:
-        async def batch(message: bytes, payload: bytes | memoryview) -> tuple[bytes, None]:
-            await receive_batch(self._deliver, message, payload)
-            return b"", None
-
-        return {METHOD_BATCH: batch}
+        return {METHOD_BATCH: functools.partial(receive_batch, self._deliver)}
 
     def rpc_stream_handlers(self) -> dict[str, ClientStreamHandler]:
         limit = self.config.snapshot_bytes_max
-
-        async def snapshot(chunks: Any) -> tuple[bytes, None]:
-            await receive_snapshot(self._deliver, chunks, limit)
-            return b"", None
-
-        return {METHOD_SNAPSHOT: snapshot}
+        return {METHOD_SNAPSHOT: lambda chunks: receive_snapshot(self._deliver, chunks, limit)}
 
     async def start(self) -> None:
         self._started_at = self.clock()
@@ -271,16 +263,9 @@ class RaftHost:
 
     async def transfer_leader(self, group_id: int, target: int) -> None:
         group = self.groups[group_id]
-        self._call(lambda: group.core.transfer_leader(target), None)
-
-    def _call(self, call: Callable[[], None], future: asyncio.Future[Any] | None) -> None:
         if len(self._calls) >= self.config.calls_max:
-            error = ProposalDropped(f"node {self.id}: too many requests queued")
-            if future is None:
-                raise error
-            future.set_exception(error)
-            return
-        self._calls.append(call)
+            raise ProposalDropped(f"node {self.id}: too many requests queued")
+        self._calls.append(lambda: group.core.transfer_leader(target))
         self._wake.set()
 
     async def _wait(self, future: asyncio.Future[Any], timeout_s: float, what: str) -> Any:

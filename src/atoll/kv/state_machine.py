@@ -105,23 +105,31 @@ class KvStateMachine:
         # for a delete. Only data keys; events and metadata are never read by apply.
         self._pending: dict[bytes, bytes | None] = {}
         self._applied_index = 0  # including the pending batch
+        self._revision = 0  # including the pending batch
+        # The same two as of the last written batch: what readers see. Kept in memory
+        # (the host and every response ask for them), loaded again after a restore.
+        self._written_applied_index = 0
+        self._written_revision = 0
         self._restore_pending = False
         self._load()
 
     def _load(self) -> None:
         self._pending.clear()
-        self._applied_index = self.applied_index()
+        self._written_applied_index = self._read_meta(self._engine, META_APPLIED_INDEX)
+        self._written_revision = self._read_meta(self._engine, META_REVISION)
+        self._applied_index = self._written_applied_index
+        self._revision = self._written_revision
         self._restore_pending = self.restore_pending()
 
     # ------------------------------------------------------------------ metadata
 
     def applied_index(self) -> int:
         """The index of the last applied entry in written batches (0: none)."""
-        return self._read_meta(self._engine, META_APPLIED_INDEX)
+        return self._written_applied_index
 
     def revision(self) -> int:
         """The index of the last written entry that changed anything (0: none)."""
-        return self._read_meta(self._engine, META_REVISION)
+        return self._written_revision
 
     def compact_revision(self) -> int:
         """Events before this revision are gone; 0 if nothing was ever compacted."""
@@ -162,12 +170,15 @@ class KvStateMachine:
         batch.put(self._keys.meta_key(META_APPLIED_INDEX), encode_u64(index))
         if entry.sequence:
             batch.put(self._keys.meta_key(META_REVISION), encode_u64(index))
+            self._revision = index
         self._applied_index = index
         return result
 
     def batch_written(self) -> None:
         """The host wrote the batch the applies since the last call staged into."""
         self._pending.clear()
+        self._written_applied_index = self._applied_index
+        self._written_revision = self._revision
 
     def batch_discarded(self) -> None:
         """The host dropped that batch unwritten: forget what it staged."""

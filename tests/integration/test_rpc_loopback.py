@@ -23,6 +23,14 @@ from atoll.rpc import (
     RpcServer,
     RpcTimeout,
 )
+from atoll.rpc.frame import (
+    FLAG_ONE_WAY,
+    KIND_REQUEST,
+    KIND_RESPONSE,
+    Frame,
+    FrameDecoder,
+    encode_frame,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -293,3 +301,68 @@ def test_calls_go_on_while_a_stream_consumer_stalls() -> None:
         assert client.pending_calls == 0
 
     run_with({"endless": endless, "echo": echo}, body)
+
+
+def test_one_way_requests_run_in_order_and_are_never_answered() -> None:
+    """Raw frames on a socket, so that any frame the server sends is seen: one-way
+    requests (to a handler, a failing handler, an unknown method) get nothing back,
+    not even an error; the plain call after them gets its reply, and it is the first
+    frame to arrive. Handlers start in arrival order and these finish without
+    suspending, so any answer to the one-way requests would have been written first."""
+    seen: list[bytes] = []
+
+    async def record(message: bytes, payload: bytes | memoryview) -> Chunk:
+        seen.append(message)
+        return b"ignored", None
+
+    async def main() -> None:
+        server = RpcServer({"record": record, "fail": fail, "echo": echo}, HOST, 0)
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection(HOST, server.port)
+            frames = [
+                encode_frame(KIND_REQUEST, i, b"record", b"%d" % i, flags=FLAG_ONE_WAY)
+                for i in range(1, 51)
+            ]
+            frames.append(encode_frame(KIND_REQUEST, 51, b"fail", b"x", flags=FLAG_ONE_WAY))
+            frames.append(encode_frame(KIND_REQUEST, 52, b"nope", b"", flags=FLAG_ONE_WAY))
+            frames.append(encode_frame(KIND_REQUEST, 53, b"echo", b"last"))
+            writer.write(b"".join(bytes(p) for parts in frames for p in parts))
+            decoder = FrameDecoder()
+            answers: list[Frame] = []
+            while not answers:
+                data = await asyncio.wait_for(reader.read(65536), 10)
+                assert data, "the server closed the connection"
+                answers.extend(decoder.feed(data))
+            assert [(f.kind, f.request_id, f.message) for f in answers] == [
+                (KIND_RESPONSE, 53, b"last")
+            ]
+            assert seen == [b"%d" % i for i in range(1, 51)]
+            assert server.one_way_errors == 2
+            writer.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_client_send_is_one_way_and_fails_on_a_lost_connection() -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def record(message: bytes, payload: bytes | memoryview) -> Chunk:
+        seen.append((message, bytes(payload)))
+        return b"", None
+
+    async def body(server: RpcServer, client: RpcClient) -> None:
+        for i in range(200):
+            await client.send("record", b"%d" % i, [b"pay", b"load"])
+        # A call after the sends returns once every send before it was handled.
+        assert await client.call("echo", b"after") == (b"after", b"")
+        assert seen == [(b"%d" % i, b"payload") for i in range(200)]
+        assert client.pending_calls == 0
+        await server.stop()
+        await client._protocol.closed
+        with pytest.raises(ConnectionLost):
+            await client.send("record", b"late")
+
+    run_with({"record": record, "echo": echo}, body)

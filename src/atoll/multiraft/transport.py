@@ -2,10 +2,13 @@
 
 One `PeerSender` per peer node owns one connection and a bounded queue of
 `(group id, message)`; its task takes everything queued (up to `batch_bytes_max`) and
-sends it as one `raft.batch` call, so the messages of all groups to one peer travel
-together. Raft tolerates loss, so a full queue drops (and counts) messages, and a
-failed send reports the peer unreachable to the groups involved; the sender then
-reconnects with a bounded backoff.
+sends it as one one-way `raft.batch` request, so the messages of all groups to one
+peer travel together, and nothing answers a batch: the answers are Raft messages
+going the other way on the peer's own connection (as etcd's streams do). Raft
+tolerates loss, so a full queue drops (and counts) messages, a failed send reports the
+peer unreachable to the groups involved, and batches lost with a connection are
+recovered by Raft itself (a follower rejects the gap, heartbeat answers free the
+leader's window); the sender reconnects with a bounded backoff.
 
 Snapshots go by a client stream, `raft.snapshot`: the first chunk carries the `SNAP`
 message (without data), the following chunks the snapshot data in
@@ -103,7 +106,7 @@ class PeerSender:
                 try:
                     client = await self._connect()
                     message, parts = encode_batch(batch)
-                    await client.call(
+                    await client.send(
                         METHOD_BATCH, message, parts, timeout_s=self.config.send_timeout_s
                     )
                     backoff = self.config.reconnect_backoff_s

@@ -24,6 +24,7 @@ from atoll.rpc.connection import (
 from atoll.rpc.errors import ConnectionLost, FrameError, RpcRemoteError, RpcTimeout
 from atoll.rpc.frame import (
     FLAG_CLIENT_STREAM,
+    FLAG_ONE_WAY,
     FLAG_SERVER_STREAM,
     KIND_CANCEL,
     KIND_ERROR,
@@ -111,7 +112,8 @@ class RpcClient:
     """One connection to one `RpcServer`; make it with `await RpcClient.connect(...)`.
 
     Any number of tasks may `call`, `stream` and `call_stream` at once; they are
-    multiplexed on the connection, at most `inflight_max` outstanding. Close with
+    multiplexed on the connection, at most `inflight_max` outstanding. `send` makes a
+    one-way request, which takes no slot since nothing comes back. Close with
     `await client.close()` (or use it as an async context manager).
     """
 
@@ -224,6 +226,43 @@ class RpcClient:
             return await self._call(method, request_id, parts, deadline, timeout_s)
         finally:
             self._slots.release()
+
+    async def send(
+        self,
+        method: str,
+        message: bytes,
+        payload: OutPayload | None = None,
+        *,
+        timeout_s: float = CALL_TIMEOUT_S,
+    ) -> None:
+        """Send a one-way request to `method`: the server runs its handler and answers
+        nothing, not even an error (docs/rpc.md §3). Returns once the frame is queued
+        for writing, after waiting at most `timeout_s` for write buffer space
+        (`RpcTimeout`). Nothing confirms delivery: frames in flight when the connection
+        is lost are lost with it (`ConnectionLost` is raised only for a connection
+        already lost). Frames sent on one connection arrive in order, and the server
+        starts their handlers in that order."""
+        name = self._start(method)
+        protocol = self._protocol
+        if protocol.write_paused:
+            try:
+                await protocol.drain(timeout_s)
+            except TimeoutError as err:
+                raise RpcTimeout(f"send {method!r}: send buffer full for {timeout_s}s") from err
+            if protocol.lost is not None:
+                raise ConnectionLost(f"send {method!r}: {protocol.lost}")
+        protocol.send(
+            encode_frame(
+                KIND_REQUEST,
+                self._take_request_id(),
+                name,
+                message,
+                payload,
+                flags=FLAG_ONE_WAY,
+                message_bytes_max=self._message_bytes_max,
+                payload_bytes_max=self._payload_bytes_max,
+            )
+        )
 
     async def stream(
         self,

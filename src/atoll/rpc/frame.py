@@ -64,7 +64,11 @@ KINDS = frozenset(
 FLAG_PAYLOAD_CRC = 0x01
 FLAG_CLIENT_STREAM = 0x02  # on a REQUEST: the caller's chunks follow (STREAM_CHUNK... STREAM_END)
 FLAG_SERVER_STREAM = 0x04  # on a REQUEST: the caller reads a stream of reply chunks
-FLAGS_KNOWN = FLAG_PAYLOAD_CRC | FLAG_CLIENT_STREAM | FLAG_SERVER_STREAM
+# On a REQUEST: the caller wants no reply. The server runs the handler and sends
+# nothing back for it, not even an error (docs/rpc.md §3).
+FLAG_ONE_WAY = 0x08
+FLAGS_KNOWN = FLAG_PAYLOAD_CRC | FLAG_CLIENT_STREAM | FLAG_SERVER_STREAM | FLAG_ONE_WAY
+FLAGS_STREAM = FLAG_CLIENT_STREAM | FLAG_SERVER_STREAM
 
 # Stream flow control. A sender has at most this many chunks of one stream sent and not
 # yet acknowledged; a receiver acknowledges chunks as its consumer takes them, this many
@@ -132,6 +136,8 @@ def encode_header(
         raise FrameError(f"unknown frame kind {kind}")
     if flags & ~FLAGS_KNOWN:
         raise FrameError(f"unknown flags {flags:#04x}")
+    if flags & FLAG_ONE_WAY and (flags & FLAGS_STREAM or kind != KIND_REQUEST):
+        raise FrameError(f"flags {flags:#04x}: only a plain request can be one-way")
     if not 0 <= request_id < 1 << 64:
         raise FrameError(f"request id {request_id} does not fit in a u64")
     if not 0 <= name_len <= NAME_BYTES_MAX:
@@ -160,7 +166,7 @@ def encode_frame(
 ) -> Sequence[bytes | memoryview]:
     """A whole frame as buffers to write one after another: the header with the name
     and message in one `bytes`, then the payload untouched (not copied): one buffer, or
-    each of its parts if it is a sequence of buffers. `flags` are the stream flags;
+    each of its parts if it is a sequence of buffers. `flags` are the stream or one-way flags;
     `payload_crc` sets `FLAG_PAYLOAD_CRC` and computes the payload's CRC-32C."""
     if payload is None:
         views: list[memoryview] = []
@@ -391,6 +397,8 @@ class FrameDecoder:
             self._fail(f"unknown frame kind {kind}", offset)
         if flags & ~FLAGS_KNOWN:
             self._fail(f"unknown flags {flags:#04x}", offset)
+        if flags & FLAG_ONE_WAY and (flags & FLAGS_STREAM or kind != KIND_REQUEST):
+            self._fail(f"flags {flags:#04x}: only a plain request can be one-way", offset)
         if message_len > self._message_bytes_max:
             self._fail(f"message of {message_len} bytes, over {self._message_bytes_max}", offset)
         if payload_len > self._payload_bytes_max:

@@ -34,6 +34,7 @@ from atoll.rpc.frame import (
     ERROR_TOO_MANY_STREAMS,
     ERROR_UNKNOWN_METHOD,
     FLAG_CLIENT_STREAM,
+    FLAG_ONE_WAY,
     FLAG_SERVER_STREAM,
     KIND_CANCEL,
     KIND_ERROR,
@@ -109,21 +110,21 @@ class _ServerConnection(FrameProtocol):
         handler = self._handlers.get(frame.name)
         stream_handler = self._stream_handlers.get(frame.name)
         if handler is None and stream_handler is None:
-            self._send_error(request_id, ERROR_UNKNOWN_METHOD, f"no method {frame.name!r}")
+            self._send_error(frame, ERROR_UNKNOWN_METHOD, f"no method {frame.name!r}")
             return
         if request_id in self._tasks:
-            self._send_error(request_id, ERROR_DUPLICATE_REQUEST, "request id already running")
+            self._send_error(frame, ERROR_DUPLICATE_REQUEST, "request id already running")
             return
         if bool(frame.flags & FLAG_CLIENT_STREAM) != (stream_handler is not None):
             expected = "a client stream" if stream_handler is not None else "no client stream"
             self._send_error(
-                request_id, ERROR_STREAM_MISMATCH, f"method {frame.name!r} takes {expected}"
+                frame, ERROR_STREAM_MISMATCH, f"method {frame.name!r} takes {expected}"
             )
             return
         is_stream = bool(frame.flags & (FLAG_CLIENT_STREAM | FLAG_SERVER_STREAM))
         if is_stream and len(self._stream_ids) >= self._server.streams_inflight_max:
             limit = self._server.streams_inflight_max
-            self._send_error(request_id, ERROR_TOO_MANY_STREAMS, f"{limit} streams already open")
+            self._send_error(frame, ERROR_TOO_MANY_STREAMS, f"{limit} streams already open")
             return
         if stream_handler is not None:
             inbox = StreamInbox(lambda count: self.send(encode_ack(request_id, count)))
@@ -142,13 +143,16 @@ class _ServerConnection(FrameProtocol):
             called = handler(frame.message, frame.payload)
             result = await called if inspect.isawaitable(called) else called
             if isinstance(result, AsyncIterator):
+                if frame.flags & FLAG_ONE_WAY:
+                    await _aclose(result)
+                    raise TypeError("a one-way request cannot be answered by a stream")
                 await self._send_stream(frame, result)
-            else:
+            elif not frame.flags & FLAG_ONE_WAY:
                 self._send_reply(frame.request_id, result)
         except asyncio.CancelledError:
             raise
         except Exception as err:  # a task boundary: the caller gets the error
-            self._handler_failed(frame.name, frame.request_id, err)
+            self._handler_failed(frame, err)
 
     async def _run_client_stream(
         self, handler: ClientStreamHandler, frame: Frame, inbox: StreamInbox
@@ -160,7 +164,7 @@ class _ServerConnection(FrameProtocol):
         except asyncio.CancelledError:
             raise
         except Exception as err:  # a task boundary: the caller gets the error
-            self._handler_failed(frame.name, frame.request_id, err)
+            self._handler_failed(frame, err)
 
     def _send_reply(self, request_id: int, reply: Chunk) -> None:
         message, payload = reply
@@ -183,7 +187,7 @@ class _ServerConnection(FrameProtocol):
         try:
             if not frame.flags & FLAG_SERVER_STREAM:
                 self._send_error(
-                    request_id,
+                    frame,
                     ERROR_STREAM_MISMATCH,
                     f"method {frame.name!r} streams its reply; read it with stream()",
                 )
@@ -219,18 +223,18 @@ class _ServerConnection(FrameProtocol):
             self._windows.pop(request_id, None)
             await _aclose(chunks)
 
-    def _handler_failed(self, method: str, request_id: int, err: Exception) -> None:
-        if isinstance(err, HandlerError):
-            self.send(encode_frame(KIND_ERROR, request_id, err.code.encode(), err.detail))
+    def _handler_failed(self, frame: Frame, err: Exception) -> None:
+        if isinstance(err, HandlerError) and not frame.flags & FLAG_ONE_WAY:
+            self.send(encode_frame(KIND_ERROR, frame.request_id, err.code.encode(), err.detail))
             return
         log.warning(
             "rpc: handler %r failed for request %d from %s",
-            method,
-            request_id,
+            frame.name,
+            frame.request_id,
             self._peer,
-            exc_info=True,
+            exc_info=not isinstance(err, HandlerError),
         )
-        self._send_error(request_id, ERROR_HANDLER_FAILED, f"{type(err).__name__}: {err}")
+        self._send_error(frame, ERROR_HANDLER_FAILED, f"{type(err).__name__}: {err}")
 
     def _handler_done(self, request_id: int) -> None:
         self._tasks.pop(request_id, None)
@@ -239,9 +243,15 @@ class _ServerConnection(FrameProtocol):
         if self._reading_paused:
             self._update_reading()
 
-    def _send_error(self, request_id: int, code: str, text: str) -> None:
+    def _send_error(self, frame: Frame, code: str, text: str) -> None:
+        """Answer `frame` with a transport error; a one-way request gets none, so the
+        error is counted and logged here instead."""
+        if frame.flags & FLAG_ONE_WAY:
+            self._server.one_way_errors += 1
+            log.debug("rpc: one-way %r from %s: %s: %s", frame.name, self._peer, code, text)
+            return
         data = text.encode("utf-8", "replace")[:ERROR_TEXT_BYTES_MAX]
-        self.send(encode_frame(KIND_ERROR, request_id, code.encode(), data))
+        self.send(encode_frame(KIND_ERROR, frame.request_id, code.encode(), data))
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -280,7 +290,9 @@ class RpcServer:
     method in `client_stream_handlers` is called with an async iterator of the
     caller's chunks (`Reply`s, sent with `RpcClient.call_stream`) and returns one
     reply. A handler's exception goes back to the caller as `RpcRemoteError` (with the
-    code and detail of a `HandlerError`). The payloads a handler is given are its own
+    code and detail of a `HandlerError`). A one-way request (`RpcClient.send`) runs its
+    handler and gets no reply: its result is dropped, and its failures are logged and
+    counted in `one_way_errors`. The payloads a handler is given are its own
     to keep.
     """
 
@@ -320,6 +332,9 @@ class RpcServer:
         self.message_bytes_max = message_bytes_max
         self.payload_bytes_max = payload_bytes_max
         self.connections: set[_ServerConnection] = set()
+        # Transport errors and handler failures of one-way requests, which have no
+        # caller to tell.
+        self.one_way_errors = 0
         self._ssl = ssl
         self._stop_timeout_s = stop_timeout_s
         self._server: asyncio.Server | None = None

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from atoll.rpc import FrameError
 from atoll.rpc.frame import (
     FLAG_CLIENT_STREAM,
+    FLAG_ONE_WAY,
     FLAG_PAYLOAD_CRC,
     FLAG_SERVER_STREAM,
     HEADER_BYTES,
@@ -255,6 +256,25 @@ def test_stream_flags_round_trip() -> None:
         data = wire(KIND_REQUEST, 1, b"m", b"", b"p", flags=flags, payload_crc=True)
         (frame,) = FrameDecoder().feed(data)
         assert frame.flags == flags | FLAG_PAYLOAD_CRC
+
+
+def test_one_way_request_round_trips_and_nothing_else_can_be_one_way() -> None:
+    data = wire(KIND_REQUEST, 5, b"m", b"msg", b"p", flags=FLAG_ONE_WAY)
+    (frame,) = FrameDecoder().feed(data)
+    assert (frame.kind, frame.flags, frame.request_id) == (KIND_REQUEST, FLAG_ONE_WAY, 5)
+    refused = [
+        (KIND_REQUEST, FLAG_ONE_WAY | FLAG_CLIENT_STREAM),
+        (KIND_REQUEST, FLAG_ONE_WAY | FLAG_SERVER_STREAM),
+        (KIND_RESPONSE, FLAG_ONE_WAY),
+        (KIND_STREAM_CHUNK, FLAG_ONE_WAY),
+    ]
+    for kind, flags in refused:
+        with pytest.raises(FrameError, match="only a plain request can be one-way"):
+            encode_header(kind, 1, flags=flags)
+        header = bytearray(encode_header(kind, 1))
+        header[3] = flags
+        with pytest.raises(FrameError, match="only a plain request can be one-way"):
+            FrameDecoder().feed(_resealed(header))
 
 
 def test_ack_round_trip_and_limits() -> None:

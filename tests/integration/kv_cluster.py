@@ -45,6 +45,12 @@ class Cluster:
     size: int = 3
     compact_after_entries: int = 10_000
     kv_gateway_processes: int = 1
+    # The cluster map (atoll.meta): devices per node, whether node 1 bootstraps the
+    # cluster (sizing default pools from size x devices_per_node), and its timers.
+    devices_per_node: int = 0
+    bootstrap: bool = False
+    heartbeat_interval_s: float = 1.0
+    down_after_s: float = 30.0
     nodes: dict[int, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,15 +67,42 @@ class Cluster:
             f'[[nodes]]\nid = {n.id}\nrpc = "{n.rpc}"\nkv = "{n.kv}"\n' for n in self.nodes.values()
         )
         for n in self.nodes.values():
-            n.config.write_text(
-                f"node_id = {n.id}\n"
-                f'data_dir = "{self.root / f"data-{n.id}"}"\n'
-                f'rpc_address = "{n.rpc}"\nkv_address = "{n.kv}"\n'
-                f"tick_interval_ms = {TICK_INTERVAL_MS}\n"
-                f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}\n"
-                f"compact_after_entries = {self.compact_after_entries}\n"
-                f"kv_gateway_processes = {self.kv_gateway_processes}\n" + members
-            )
+            extra = members
+            if self.bootstrap and n.id == 1:
+                extra += (
+                    f"[bootstrap]\nhosts = {self.size}\n"
+                    f"devices_per_host = {self.devices_per_node}\n"
+                )
+            self._write_config(n, extra)
+
+    def _write_config(self, n: Node, tables: str, top: str = "") -> None:
+        """`top` holds top-level keys; `tables` TOML tables, written last."""
+        devices = "".join(
+            f'[[devices]]\npath = "{self.root / f"dev-{n.id}-{i}"}"\n'
+            for i in range(self.devices_per_node)
+        )
+        n.config.write_text(
+            f"node_id = {n.id}\n"
+            f'data_dir = "{self.root / f"data-{n.id}"}"\n'
+            f'rpc_address = "{n.rpc}"\nkv_address = "{n.kv}"\n'
+            f"tick_interval_ms = {TICK_INTERVAL_MS}\n"
+            f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}\n"
+            f"compact_after_entries = {self.compact_after_entries}\n"
+            f"kv_gateway_processes = {self.kv_gateway_processes}\n"
+            f"heartbeat_interval_s = {self.heartbeat_interval_s}\n"
+            f"down_after_s = {self.down_after_s}\n" + top + devices + tables
+        )
+
+    def add_joiner(self, node_id: int, join: str) -> Node:
+        """A node that is not an initial member: it joins through `join` (any node's
+        rpc address) and stores data only. Start it with `start(node_id)`."""
+        rpc, kv = (f"127.0.0.1:{port}" for port in pick_free_ports(2))
+        n = Node(
+            node_id, rpc, kv, self.root / f"node-{node_id}.toml", self.root / f"node-{node_id}.log"
+        )
+        self.nodes[node_id] = n
+        self._write_config(n, "", top=f'join = "{join}"\n')
+        return n
 
     @property
     def endpoints(self) -> list[str]:

@@ -32,14 +32,18 @@ PACKAGE = "atoll"
 # virtual time, so it sits above them and below anything that does network I/O.
 # `proto` is the generated protobuf code, beside `rpc`. `multiraft` is the Raft host
 # (many groups over one transport and one engine); `kv` is the replicated key-value
-# service on top of it.
+# service on top of it. `placement` (ring, PG tables) is pure; `erasure` is the codec,
+# the stripe layout and the shard file format (it reads and writes shard files, as
+# `engine` does its own files). `storage` is the storage node's shard service on
+# `atoll.rpc`; `meta` is the cluster map (the state machine of Raft group 0, beside
+# the KV service) with the heartbeats and failure detection around it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("base",),
-    ("engine", "raft"),
+    ("engine", "raft", "placement", "erasure"),
     ("sim",),
     ("rpc", "proto"),
-    ("multiraft",),
-    ("kv",),
+    ("multiraft", "storage"),
+    ("kv", "meta"),
     ("server",),
     ("cli",),
 )
@@ -315,6 +319,13 @@ PURE_CORES = (
     "src/atoll/sim/sim_disk.py",
     "src/atoll/rpc/frame.py",
     "src/atoll/sim/linearizability.py",
+    "src/atoll/placement/ring.py",
+    "src/atoll/placement/pg_table.py",
+    "src/atoll/placement/simulate.py",
+    "src/atoll/erasure/stripe.py",
+    "src/atoll/erasure/shard_format.py",
+    "src/atoll/meta/cluster_map.py",
+    "src/atoll/meta/commands.py",
 )
 
 RANDOM_MODULES = frozenset({"random", "secrets"})

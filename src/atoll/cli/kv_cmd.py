@@ -40,9 +40,11 @@ def parse_endpoints(text: str) -> list[str]:
     return endpoints
 
 
-def resolve_endpoints(endpoints: str | None, cluster_file: Path | None) -> list[str]:
-    """`--endpoints` if given, else the kv addresses in `--cluster` (default
-    `./.atoll/cluster.json`)."""
+def resolve_endpoints(
+    endpoints: str | None, cluster_file: Path | None, kind: str = "kv"
+) -> list[str]:
+    """`--endpoints` if given, else the `kind` ("kv" or "rpc") addresses in `--cluster`
+    (default `./.atoll/cluster.json`)."""
     if endpoints is not None:
         return parse_endpoints(endpoints)
     path = DEFAULT_CLUSTER_FILE if cluster_file is None else cluster_file
@@ -55,7 +57,7 @@ def resolve_endpoints(endpoints: str | None, cluster_file: Path | None) -> list[
         ) from err
     except OSError as err:
         raise DevError(f"cannot read {path}: {err}") from err
-    return kv_endpoints(text, str(path))
+    return kv_endpoints(text, str(path), kind)
 
 
 # -- text forms ---------------------------------------------------------------------------

@@ -142,13 +142,20 @@ def sim_raft(seeds: int, start: int, seed: int | None, jobs: int | None, verbose
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The node's TOML config file (README: Running a cluster).",
 )
-def server(config_path: Path) -> None:
+@click.option(
+    "--join",
+    "join",
+    default="",
+    metavar="HOST:PORT",
+    help="Join the cluster of the node with this rpc address (overrides the file's join).",
+)
+def server(config_path: Path, join: str) -> None:
     """Run one node until SIGTERM or Ctrl-C."""
     from atoll.server.config import ConfigFileError
     from atoll.server.node import main as node_main
 
     try:
-        node_main(config_path)
+        node_main(config_path, join)
     except ConfigFileError as err:
         raise click.ClickException(str(err)) from err
 
@@ -194,17 +201,26 @@ def kv() -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _endpoint_options(command: F) -> F:
-    command = click.option(
-        "--cluster",
-        "cluster_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="cluster.json to take the endpoints from (default ./.atoll/cluster.json).",
-    )(command)
-    return click.option(
-        "--endpoints",
-        help="Comma-separated host:port KV endpoints (default: those of the cluster file).",
-    )(command)
+def _address_options(option: str, what: str) -> Callable[[F], F]:
+    """`--cluster FILE` and `option` (comma-separated host:port): where a command
+    finds the cluster's `what` addresses."""
+
+    def decorate(command: F) -> F:
+        command = click.option(
+            "--cluster",
+            "cluster_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=f"cluster.json to take the {what} addresses from (default ./.atoll/cluster.json).",
+        )(command)
+        return click.option(
+            option,
+            help=f"Comma-separated host:port {what} addresses (default: the cluster file's).",
+        )(command)
+
+    return decorate
+
+
+_endpoint_options = _address_options("--endpoints", "KV")
 
 
 def _endpoints(endpoints: str | None, cluster_file: Path | None) -> list[str]:
@@ -296,3 +312,104 @@ def kv_watch(
         kv_cmd.run(kv_cmd.watch(where, kv_cmd.to_bytes(prefix), from_revision, click.echo))
     except KeyboardInterrupt:
         return  # Ctrl-C is how a watch ends
+
+
+@main.group()
+def pool() -> None:
+    """The storage pools of a running cluster (erasure profiles, PG tables)."""
+
+
+_rpc_options = _address_options("--rpc", "rpc (atoll.rpc of meta members)")
+
+
+def _rpc_endpoints(rpc: str | None, cluster_file: Path | None) -> list[str]:
+    from atoll.cli import kv_cmd
+    from atoll.server.dev import DevError
+
+    try:
+        return kv_cmd.resolve_endpoints(rpc, cluster_file, kind="rpc")
+    except DevError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@pool.command("create")
+@click.argument("name")
+@click.option("--ec", "profile", required=True, metavar="K+M", help="Erasure profile, e.g. 4+2.")
+@click.option("--pgs", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--failure-domain",
+    type=click.Choice(["zone", "host", "device"]),
+    default="host",
+    show_default=True,
+)
+@click.option("--storage-class", required=True, help="The S3 storage-class name it serves.")
+@_rpc_options
+def pool_create(
+    name: str,
+    profile: str,
+    pgs: int,
+    failure_domain: str,
+    storage_class: str,
+    rpc: str | None,
+    cluster_file: Path | None,
+) -> None:
+    """Add a pool NAME; the meta leader places its PGs."""
+    from atoll.cli import kv_cmd, pool_cmd
+
+    try:
+        k, m = pool_cmd.parse_profile(profile)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--ec") from err
+    where = _rpc_endpoints(rpc, cluster_file)
+    coroutine = pool_cmd.create(where, name, k, m, pgs, failure_domain, storage_class, click.echo)
+    if not kv_cmd.run(coroutine):
+        raise SystemExit(1)
+
+
+@pool.command("list")
+@_rpc_options
+def pool_list(rpc: str | None, cluster_file: Path | None) -> None:
+    """The pools, their profiles and PG tables."""
+    from atoll.cli import kv_cmd, pool_cmd
+
+    kv_cmd.run(pool_cmd.list_pools(_rpc_endpoints(rpc, cluster_file), click.echo))
+
+
+@main.group()
+def placement() -> None:
+    """Placement of PGs on devices (consistent-hash ring and balancing)."""
+
+
+@placement.command("simulate")
+@click.option("--hosts", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--devices-per-host", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--zones", type=click.IntRange(min=0), default=3, show_default=True, help="0 or 1: none."
+)
+@click.option("--pool", "profile", default="8+3", show_default=True, metavar="K+M")
+@click.option("--pgs", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Figures, device loads and the three tables.")
+def placement_simulate(
+    hosts: int, devices_per_host: int, zones: int, profile: str, pgs: int, as_json: bool
+) -> None:
+    """Place a pool, add a host, remove a host: balance, movement, violations.
+
+    Exits 1 if a target of issue 4 is missed (max/mean <= 1.10, movement <= 1.2 x
+    ideal, no violations)."""
+    from atoll.cli import placement_cmd, pool_cmd
+    from atoll.placement import PlacementError
+
+    try:
+        k, m = pool_cmd.parse_profile(profile)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--pool") from err
+    if pgs & (pgs - 1):
+        raise click.BadParameter(f"{pgs} is not a power of two", param_hint="--pgs")
+    try:
+        ok = placement_cmd.run(
+            hosts, devices_per_host, max(zones, 1), k, m, pgs, as_json, click.echo
+        )
+    except PlacementError as err:
+        raise click.ClickException(str(err)) from err
+    if not ok:
+        raise SystemExit(1)

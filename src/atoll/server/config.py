@@ -11,11 +11,29 @@ election_timeout_ticks = 10      # optional
 engine = "lsm"                   # optional: lsm | lmdb
 compact_after_entries = 10000    # optional: snapshot and cut the Raft log this often
 kv_gateway_processes = 1         # optional: gRPC front-end processes (0: in the node)
+zone = ""                        # optional: failure domains for placement
+rack = ""                        # optional
+heartbeat_interval_s = 1.0       # optional: heartbeats to the meta leader
+down_after_s = 30.0              # optional: a node silent this long is marked down
+join = ""                        # optional: a node's rpc address; see below
 [[nodes]]                        # every initial member, this node included
 id = 1
 rpc = "127.0.0.1:7001"
 kv = "127.0.0.1:7101"
+[[devices]]                      # optional: the directories this node stores shards in
+path = "/abs/path/node-1/dev-0"
+capacity_bytes = 0               # optional: 0 = the file system's size
+[bootstrap]                      # optional: create the cluster if the map is empty
+hosts = 3                        # the hosts and devices to expect: default pools are
+devices_per_host = 2             # sized from them (issue 4 section 1)
+root_access_key = ""             # optional: fixed root keys (else random)
+root_secret_key = ""
 ```
+
+The initial members (`[[nodes]]`) are the meta group's voters and the KV region's
+replicas. A node that is not one of them joins an existing cluster instead: it sets
+`join` to any node's rpc address (or `atoll server --join ADDR`) and leaves out
+`[[nodes]]`; it registers itself and its devices in the cluster map and stores data.
 """
 
 from __future__ import annotations
@@ -42,6 +60,20 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Device:
+    path: Path
+    capacity_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    hosts: int
+    devices_per_host: int
+    root_access_key: str = ""
+    root_secret_key: str = ""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node_id: int
     data_dir: Path
@@ -53,6 +85,18 @@ class NodeConfig:
     engine: str = "lsm"
     compact_after_entries: int = 10_000
     kv_gateway_processes: int = 1
+    zone: str = ""
+    rack: str = ""
+    devices: tuple[Device, ...] = ()
+    heartbeat_interval_s: float = 1.0
+    down_after_s: float = 30.0
+    join: str = ""
+    bootstrap: Bootstrap | None = None
+
+    @property
+    def member(self) -> bool:
+        """One of the initial members (meta voter, KV replica)."""
+        return any(m.id == self.node_id for m in self.nodes)
 
 
 def _address(value: Any, where: str) -> str:
@@ -73,8 +117,22 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
                 _address(m["rpc"], f"{source}: nodes[{i}].rpc"),
                 _address(m["kv"], f"{source}: nodes[{i}].kv"),
             )
-            for i, m in enumerate(data["nodes"])
+            for i, m in enumerate(data.get("nodes", ()))
         )
+        devices = tuple(
+            Device(Path(d["path"]), int(d.get("capacity_bytes", 0)))
+            for d in data.get("devices", ())
+        )
+        bootstrap = None
+        if "bootstrap" in data:
+            b = data["bootstrap"]
+            bootstrap = Bootstrap(
+                int(b["hosts"]),
+                int(b["devices_per_host"]),
+                str(b.get("root_access_key", "")),
+                str(b.get("root_secret_key", "")),
+            )
+        join = str(data.get("join", ""))
         config = NodeConfig(
             node_id=int(node_id),
             data_dir=Path(data["data_dir"]),
@@ -86,16 +144,37 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
             engine=str(data.get("engine", "lsm")),
             compact_after_entries=int(data.get("compact_after_entries", 10_000)),
             kv_gateway_processes=int(data.get("kv_gateway_processes", 1)),
+            zone=str(data.get("zone", "")),
+            rack=str(data.get("rack", "")),
+            devices=devices,
+            heartbeat_interval_s=float(data.get("heartbeat_interval_s", 1.0)),
+            down_after_s=float(data.get("down_after_s", 30.0)),
+            join=_address(join, f"{source}: join") if join else "",
+            bootstrap=bootstrap,
         )
     except KeyError as err:
         raise ConfigFileError(f"{source}: missing field {err.args[0]!r}") from err
     except (TypeError, ValueError) as err:
         raise ConfigFileError(f"{source}: {err}") from err
     ids = [m.id for m in config.nodes]
-    if len(set(ids)) != len(ids) or config.node_id not in ids or min(ids) <= 0:
+    if config.join:
+        if ids:
+            raise ConfigFileError(f"{source}: a joining node lists no [[nodes]]")
+        if config.node_id <= 0:
+            raise ConfigFileError(f"{source}: node_id must be positive")
+    elif not ids or len(set(ids)) != len(ids) or config.node_id not in ids or min(ids) <= 0:
         raise ConfigFileError(
             f"{source}: node ids {ids} must be distinct, positive, include {config.node_id}"
+            " (or set join to an existing node's rpc address)"
         )
+    if config.heartbeat_interval_s <= 0 or config.down_after_s <= config.heartbeat_interval_s:
+        raise ConfigFileError(f"{source}: need 0 < heartbeat_interval_s < down_after_s")
+    if config.bootstrap is not None and (
+        config.bootstrap.hosts < 1 or config.bootstrap.devices_per_host < 1
+    ):
+        raise ConfigFileError(f"{source}: bootstrap hosts and devices_per_host must be >= 1")
+    if len({d.path for d in config.devices}) != len(config.devices):
+        raise ConfigFileError(f"{source}: device paths must be distinct")
     if config.tick_interval_ms <= 0 or config.election_timeout_ticks < 3:
         raise ConfigFileError(f"{source}: tick_interval_ms > 0 and election_timeout_ticks >= 3")
     if not 0 <= config.kv_gateway_processes <= KV_GATEWAY_PROCESSES_MAX:
@@ -109,9 +188,13 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
     return config
 
 
-def load(path: Path) -> NodeConfig:
+def load(path: Path, join: str = "") -> NodeConfig:
+    """The configuration in `path`; `join` (`atoll server --join ADDR`) overrides the
+    file's `join`."""
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigFileError(f"{path}: {err}") from err
+    if join:
+        data["join"] = join
     return parse(data, str(path))

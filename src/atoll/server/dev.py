@@ -6,6 +6,7 @@ A dev directory (default `./.atoll`) holds:
 
     node-<id>/config.toml   the node's config (`atoll.server.config`), written once
     node-<id>/data/         the node's data_dir
+    node-<id>/dev-<i>/      the node's devices (shard directories), 2 per node
     node-<id>/node.log      the node's stdout and stderr, appended to on every run
     cluster.json            {"nodes": [{"id", "pid", "kv", "rpc"}, ...]}: written
                             atomically once the cluster serves, removed when it stops
@@ -64,6 +65,8 @@ DATA_DIR = "data"
 LOG_FILE = "node.log"
 CLUSTER_FILE = "cluster.json"
 NODE_DIR_PREFIX = "node-"
+DEVICE_DIR_PREFIX = "dev-"
+DEVICES_PER_NODE = 2
 
 
 class DevError(AtollError):
@@ -152,9 +155,15 @@ def toml_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def device_dir(root: Path, node_id: int, index: int) -> Path:
+    return node_dir(root, node_id) / f"{DEVICE_DIR_PREFIX}{index}"
+
+
 def render_config(root: Path, node: DevNode, members: Sequence[DevNode]) -> str:
     """The TOML config of `node` in the dev directory `root` (the format read by
-    `atoll.server.config`)."""
+    `atoll.server.config`): `DEVICES_PER_NODE` device directories beside its data,
+    and, on the first node, the bootstrap spec that sizes the default pools from
+    every node's devices."""
     lines = [
         "# Written by `atoll dev`; reused as it is when `atoll dev` runs again here.",
         f"node_id = {node.node_id}",
@@ -164,6 +173,16 @@ def render_config(root: Path, node: DevNode, members: Sequence[DevNode]) -> str:
         f"tick_interval_ms = {TICK_INTERVAL_MS}",
         f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}",
     ]
+    for index in range(DEVICES_PER_NODE):
+        path = device_dir(root, node.node_id, index)
+        lines += ["", "[[devices]]", f"path = {toml_string(str(path))}"]
+    if node.node_id == min(m.node_id for m in members):
+        lines += [
+            "",
+            "[bootstrap]",
+            f"hosts = {len(members)}",
+            f"devices_per_host = {DEVICES_PER_NODE}",
+        ]
     for member in members:
         lines += [
             "",
@@ -252,12 +271,12 @@ def render_cluster_json(nodes: Sequence[DevNode], pids: Mapping[int, int]) -> st
     return json.dumps(cluster_document(nodes, pids), indent=2) + "\n"
 
 
-def kv_endpoints(text: str, source: str) -> list[str]:
-    """The kv addresses listed in a cluster.json's `text`; DevError naming `source`
-    if it is not one."""
+def kv_endpoints(text: str, source: str, kind: str = "kv") -> list[str]:
+    """The `kind` ("kv" or "rpc") addresses listed in a cluster.json's `text`;
+    DevError naming `source` if it is not one."""
     try:
         document = json.loads(text)
-        endpoints = [str(node["kv"]) for node in document["nodes"]]
+        endpoints = [str(node[kind]) for node in document["nodes"]]
         for endpoint in endpoints:
             split_address(endpoint)
     except (ValueError, KeyError, TypeError, DevError) as err:

@@ -6,18 +6,22 @@ The public gRPC KV API is served by `kv_gateway_processes` child processes
 (`atoll.kv.gateway`) that forward to the nodes over atoll.rpc, or, with 0, by a gRPC
 server inside this process.
 
-Group 1 is the single KV region covering the whole key space, replicated on every
-initial member (group 0, the meta group, comes with the cluster-map issue).
+On the initial members (`[[nodes]]`), group 0 is the meta group (the cluster map,
+`atoll.meta`) and group 1 the single KV region covering the whole key space. Every
+node, member or joiner, runs a `NodeAgent` that registers it and its devices in the
+map, heartbeats to the meta leader and watches the map.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import signal
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -27,10 +31,20 @@ from atoll.kv.gateway import GatewaySpec
 from atoll.kv.grpc_server import KvServicer, rpc_handlers
 from atoll.kv.service import KvService, ServiceConfig
 from atoll.kv.state_machine import KvStateMachine
+from atoll.meta.agent import AgentConfig, DeviceConfig, NodeAgent
+from atoll.meta.commands import Bootstrap
+from atoll.meta.service import (
+    META_GROUP_ID,
+    BootstrapSpec,
+    MetaConfig,
+    MetaService,
+    bootstrap_command,
+)
+from atoll.meta.state_machine import MetaStateMachine
 from atoll.multiraft.host import HostConfig, RaftHost
 from atoll.proto import kv_pb2_grpc
 from atoll.raft import ConfState
-from atoll.rpc import RpcServer
+from atoll.rpc import ClientStreamHandler, Handler, RpcServer
 from atoll.server.config import NodeConfig, load
 
 log = logging.getLogger("atoll.node")
@@ -48,74 +62,145 @@ def _split(address: str) -> tuple[str, int]:
 
 async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = open_engine(str(config.data_dir / "engine"), config.engine)
-    try:
-        host = RaftHost(
-            HostConfig(
-                node_id=config.node_id,
-                tick_interval_s=config.tick_interval_ms / 1000,
-                election_timeout_ticks=config.election_timeout_ticks,
-                compact_after_entries=config.compact_after_entries,
-            ),
-            engine,
-            {m.id: m.rpc for m in config.nodes},
-            random.Random(int.from_bytes(os.urandom(8), "big")),
-        )
-        sm = KvStateMachine(engine, REGION_ID)
-        voters = frozenset(m.id for m in config.nodes)
-        host.add_group(REGION_ID, sm, ConfState(voters))
-        service = KvService(host, sm, {m.id: m.kv for m in config.nodes}, ServiceConfig(REGION_ID))
+    for device in config.devices:
+        device.path.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        handlers: dict[str, Handler] = {}
+        stream_handlers: dict[str, ClientStreamHandler] = {}
+        tasks: list[asyncio.Task[None]] = []
+        host: RaftHost | None = None
+        kv: KvService | None = None
+        if config.member:
+            host, kv = await _start_member(config, stack, handlers, stream_handlers, tasks)
         rpc_host, rpc_port = _split(config.rpc_address)
-        handlers = {**host.rpc_handlers(), **rpc_handlers(service)}
-        rpc_server = RpcServer(
-            handlers, rpc_host, rpc_port, client_stream_handlers=host.rpc_stream_handlers()
-        )
+        rpc_server = RpcServer(handlers, rpc_host, rpc_port, client_stream_handlers=stream_handlers)
         await rpc_server.start()
-        await host.start()
-        gateways: list[asyncio.subprocess.Process] = []
-        grpc_server: grpc.aio.Server | None = None
-        try:
-            if config.kv_gateway_processes:
-                spec = GatewaySpec(
-                    config.kv_address,
-                    config.node_id,
-                    {m.id: m.rpc for m in config.nodes},
-                    os.getpid(),
-                )
-                started = await asyncio.gather(
-                    *(_start_gateway(spec) for _ in range(config.kv_gateway_processes)),
-                    return_exceptions=True,
-                )
-                gateways.extend(p for p in started if not isinstance(p, BaseException))
-                for failure in started:
-                    if isinstance(failure, BaseException):
-                        raise failure
-            else:
-                grpc_server = grpc.aio.server()
-                kv_pb2_grpc.add_KVServicer_to_server(KvServicer(service), grpc_server)  # type: ignore[no-untyped-call]
-                if grpc_server.add_insecure_port(config.kv_address) == 0:
-                    raise OSError(f"cannot listen on {config.kv_address}")
-                await grpc_server.start()
-            print(
-                f"atoll node {config.node_id}: kv {config.kv_address} rpc {config.rpc_address}",
-                flush=True,
+        stack.push_async_callback(rpc_server.stop)
+        if host is not None and kv is not None:
+            await host.start()
+            stack.push_async_callback(host.stop)
+            await _start_kv_front(config, stack, kv)
+        agent = NodeAgent(
+            AgentConfig(
+                node_id=config.node_id,
+                rpc=config.rpc_address,
+                kv=config.kv_address if config.member else "",
+                zone=config.zone,
+                rack=config.rack,
+                member=config.member,
+                devices=tuple(DeviceConfig(str(d.path), d.capacity_bytes) for d in config.devices),
+                seeds=tuple(m.rpc for m in config.nodes) or (config.join,),
+                heartbeat_interval_s=config.heartbeat_interval_s,
+                bootstrap=_bootstrap_command(config),
             )
-            stopped = asyncio.create_task(stop.wait())
-            failed = asyncio.create_task(host.failed.wait())
-            await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
-            failed.cancel()
-            if host.failure is not None:
-                raise RuntimeError(f"node {config.node_id}: the Raft host failed") from host.failure
+        )
+        stack.push_async_callback(agent.close)
+        tasks.append(asyncio.create_task(agent.run(), name="meta-agent"))
+        print(
+            f"atoll node {config.node_id}: kv {config.kv_address} rpc {config.rpc_address}",
+            flush=True,
+        )
+        waits = [asyncio.create_task(stop.wait()), *tasks]
+        if host is not None:
+            waits.append(asyncio.create_task(host.failed.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if grpc_server is not None:
-                await grpc_server.stop(GRPC_STOP_GRACE_S)
-            for gateway in gateways:
-                await _stop_gateway(gateway)
-            await host.stop()
-            await rpc_server.stop()
-    finally:
-        engine.close()
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if host is not None and host.failure is not None:
+            raise RuntimeError(f"node {config.node_id}: the Raft host failed") from host.failure
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise RuntimeError(f"node {config.node_id}: {task.get_name()} failed") from (
+                    task.exception()
+                )
+
+
+async def _start_member(
+    config: NodeConfig,
+    stack: contextlib.AsyncExitStack,
+    handlers: dict[str, Handler],
+    stream_handlers: dict[str, ClientStreamHandler],
+    tasks: list[asyncio.Task[None]],
+) -> tuple[RaftHost, KvService]:
+    """The engine, the Raft host with the meta group and the KV region, and the
+    services on them; their rpc handlers go into `handlers`."""
+    engine = open_engine(str(config.data_dir / "engine"), config.engine)
+    stack.callback(engine.close)
+    rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+    host = RaftHost(
+        HostConfig(
+            node_id=config.node_id,
+            tick_interval_s=config.tick_interval_ms / 1000,
+            election_timeout_ticks=config.election_timeout_ticks,
+            compact_after_entries=config.compact_after_entries,
+        ),
+        engine,
+        {m.id: m.rpc for m in config.nodes},
+        rng,
+    )
+    voters = ConfState(frozenset(m.id for m in config.nodes))
+    meta_sm = MetaStateMachine(engine, META_GROUP_ID)
+    host.add_group(META_GROUP_ID, meta_sm, voters)
+    kv_sm = KvStateMachine(engine, REGION_ID)
+    host.add_group(REGION_ID, kv_sm, voters)
+    meta = MetaService(
+        host,
+        meta_sm,
+        {m.id: m.rpc for m in config.nodes},
+        MetaConfig(down_after_s=config.down_after_s),
+        clock=time.monotonic,
+    )
+    kv = KvService(host, kv_sm, {m.id: m.kv for m in config.nodes}, ServiceConfig(REGION_ID))
+    handlers.update(host.rpc_handlers())
+    handlers.update(rpc_handlers(kv))
+    handlers.update(meta.rpc_handlers())
+    stream_handlers.update(host.rpc_stream_handlers())
+    tasks.append(asyncio.create_task(meta.run(), name="meta-duties"))
+    return host, kv
+
+
+def _bootstrap_command(config: NodeConfig) -> Bootstrap | None:
+    """The command that creates the cluster, if this node's config asks for it: fresh
+    random cluster id and root keys (unless the config fixes the keys)."""
+    if config.bootstrap is None:
+        return None
+    b = config.bootstrap
+    return bootstrap_command(
+        BootstrapSpec(b.hosts, b.devices_per_host, b.root_access_key, b.root_secret_key),
+        tuple(sorted(m.id for m in config.nodes)),
+        random.Random(int.from_bytes(os.urandom(16), "big")),
+        time.time_ns() // 1_000_000,
+    )
+
+
+async def _start_kv_front(
+    config: NodeConfig, stack: contextlib.AsyncExitStack, service: KvService
+) -> None:
+    """The public gRPC KV API: gateway processes, or a gRPC server in this process."""
+    if config.kv_gateway_processes:
+        spec = GatewaySpec(
+            config.kv_address, config.node_id, {m.id: m.rpc for m in config.nodes}, os.getpid()
+        )
+        started = await asyncio.gather(
+            *(_start_gateway(spec) for _ in range(config.kv_gateway_processes)),
+            return_exceptions=True,
+        )
+        for gateway in started:
+            if not isinstance(gateway, BaseException):
+                stack.push_async_callback(_stop_gateway, gateway)
+        for failure in started:
+            if isinstance(failure, BaseException):
+                raise failure
+        return
+    grpc_server = grpc.aio.server()
+    kv_pb2_grpc.add_KVServicer_to_server(KvServicer(service), grpc_server)  # type: ignore[no-untyped-call]
+    if grpc_server.add_insecure_port(config.kv_address) == 0:
+        raise OSError(f"cannot listen on {config.kv_address}")
+    await grpc_server.start()
+    stack.push_async_callback(grpc_server.stop, GRPC_STOP_GRACE_S)
 
 
 async def _start_gateway(spec: GatewaySpec) -> asyncio.subprocess.Process:
@@ -145,9 +230,9 @@ async def _stop_gateway(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-def main(config_path: str | Path) -> None:
+def main(config_path: str | Path, join: str = "") -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = load(Path(config_path))
+    config = load(Path(config_path), join)
 
     async def run() -> None:
         stop = asyncio.Event()

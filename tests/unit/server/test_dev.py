@@ -60,6 +60,16 @@ def test_config_round_trips_through_tomllib_and_the_node_config_parser() -> None
     assert [(m.id, m.rpc, m.kv) for m in config.nodes] == [
         (n.node_id, n.rpc_address, n.kv_address) for n in nodes
     ]
+    assert [d.path for d in config.devices] == [
+        ROOT / "node-2" / f"dev-{i}" for i in range(dev.DEVICES_PER_NODE)
+    ]
+    assert config.bootstrap is None  # only the first node creates the cluster
+    first = parse(tomllib.loads(dev.render_config(ROOT, nodes[0], nodes)))
+    assert first.bootstrap is not None
+    assert (first.bootstrap.hosts, first.bootstrap.devices_per_host) == (
+        len(nodes),
+        dev.DEVICES_PER_NODE,
+    )
 
 
 @pytest.mark.parametrize(

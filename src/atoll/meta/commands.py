@@ -1,0 +1,390 @@
+"""Meta commands: the changes to the cluster map proposed to Raft group 0, their
+encoding, and what applying each one does.
+
+Pure: no I/O, no clock, no randomness. The format (docs/formats/meta.md §1) is an
+envelope around a canonical JSON body, for commands and for encoded maps alike:
+
+    magic u8 | version u8 | crc32c u32 LE | body (UTF-8 JSON, keys sorted)
+
+with magic `COMMAND_MAGIC` for a command and `MAP_MAGIC` for a whole map (the meta
+state machine's record and snapshot, and each message of the watch stream). The
+CRC-32C covers the body. Meta commands are rare (joins, state changes, PG tables), so
+a readable body is worth more than a compact one. A committed command that fails to
+decode is a damaged log or a newer format: the replica must stop, never skip it.
+
+`apply_command(map, command)` is the whole state transition; every replica computes
+the same result, refusals included.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, replace
+from typing import Any, TypeAlias
+
+from crc32c import crc32c
+
+from atoll.meta.cluster_map import (
+    DEVICE_IN,
+    DEVICE_STATES,
+    NODE_STATES,
+    NODE_UP,
+    Applied,
+    BucketRecord,
+    ClusterMap,
+    Credentials,
+    DeviceRecord,
+    NodeRecord,
+    PgTable,
+    PoolRecord,
+    RegionRecord,
+    canonical_json,
+    changed,
+    check_pool,
+    map_from_json,
+    map_to_json,
+    placement_digest,
+    pool_from_json,
+    pool_to_json,
+    refuse,
+    with_item,
+)
+from atoll.meta.errors import MapFormatError
+
+COMMAND_MAGIC = 0xB0
+MAP_MAGIC = 0xB1
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<BBI")
+BODY_BYTES_MAX = 64 << 20  # a map with large PG tables is a few MiB
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    cluster_id: str
+    created_ms: int
+    root: Credentials
+    pools: tuple[PoolRecord, ...]  # ids are assigned in order, from 1
+    region_replicas: tuple[int, ...]  # the initial members
+
+
+@dataclass(frozen=True)
+class RegisterNode:
+    node_id: int
+    rpc: str
+    kv: str
+    zone: str
+    rack: str
+    member: bool
+
+
+@dataclass(frozen=True)
+class RegisterDevice:
+    node_id: int
+    path: str
+    capacity_bytes: int
+
+
+@dataclass(frozen=True)
+class SetNodeState:
+    node_id: int
+    state: str
+    # Applied only if the node is still in this state ("" = any): a leader's decision
+    # taken on an older map does not undo a newer one.
+    expect: str = ""
+
+
+@dataclass(frozen=True)
+class SetDeviceState:
+    device_id: int
+    state: str
+
+
+@dataclass(frozen=True)
+class CreatePool:
+    pool: PoolRecord  # its id is ignored: the map assigns the next one
+
+
+@dataclass(frozen=True)
+class SetPgTable:
+    pool_id: int
+    digest: str  # placement_digest of the map it was computed from
+    members: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class CreateBucket:
+    name: str
+    pool: str
+    owner: str
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class DeleteBucket:
+    name: str
+
+
+Command: TypeAlias = (
+    Bootstrap
+    | RegisterNode
+    | RegisterDevice
+    | SetNodeState
+    | SetDeviceState
+    | CreatePool
+    | SetPgTable
+    | CreateBucket
+    | DeleteBucket
+)
+
+# Body kinds: permanent names (docs/formats/meta.md §1.2).
+KINDS: dict[type, str] = {
+    Bootstrap: "bootstrap",
+    RegisterNode: "register_node",
+    RegisterDevice: "register_device",
+    SetNodeState: "set_node_state",
+    SetDeviceState: "set_device_state",
+    CreatePool: "create_pool",
+    SetPgTable: "set_pg_table",
+    CreateBucket: "create_bucket",
+    DeleteBucket: "delete_bucket",
+}
+
+
+# -- encoding -------------------------------------------------------------------------
+
+
+def _envelope(magic: int, body: bytes) -> bytes:
+    return HEADER.pack(magic, FORMAT_VERSION, crc32c(body)) + body
+
+
+def _open(magic: int, data: bytes, what: str) -> Any:
+    if len(data) < HEADER.size:
+        raise MapFormatError(f"{what}: {len(data)} bytes, shorter than the header")
+    got_magic, version, crc = HEADER.unpack_from(data)
+    if got_magic != magic:
+        raise MapFormatError(f"{what}: magic {got_magic:#04x}, expected {magic:#04x}")
+    if version != FORMAT_VERSION:
+        raise MapFormatError(f"{what}: unsupported version {version}")
+    body = data[HEADER.size :]
+    if len(body) > BODY_BYTES_MAX:
+        raise MapFormatError(f"{what}: body of {len(body)} bytes, over {BODY_BYTES_MAX}")
+    actual = crc32c(body)
+    if actual != crc:
+        raise MapFormatError(f"{what}: crc32c {actual:#010x}, header says {crc:#010x}")
+    try:
+        return json.loads(body)
+    except ValueError as err:
+        raise MapFormatError(f"{what}: body is not JSON: {err}") from err
+
+
+def encode_map(m: ClusterMap) -> bytes:
+    return _envelope(MAP_MAGIC, canonical_json(map_to_json(m)))
+
+
+def decode_map(data: bytes) -> ClusterMap:
+    try:
+        return map_from_json(_open(MAP_MAGIC, data, "cluster map"))
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise MapFormatError(f"cluster map: malformed body: {err!r}") from err
+
+
+def _fields(command: Command) -> dict[str, Any]:
+    if isinstance(command, Bootstrap):
+        return {
+            "cluster_id": command.cluster_id,
+            "created_ms": command.created_ms,
+            "root": [command.root.access_key, command.root.secret_key],
+            "pools": [pool_to_json(p) for p in command.pools],
+            "region_replicas": list(command.region_replicas),
+        }
+    if isinstance(command, CreatePool):
+        return {"pool": pool_to_json(command.pool)}
+    if isinstance(command, SetPgTable):
+        return {
+            "pool_id": command.pool_id,
+            "digest": command.digest,
+            "members": [list(pg) for pg in command.members],
+        }
+    return dict(command.__dict__)
+
+
+def encode_command(command: Command) -> bytes:
+    body = {"kind": KINDS[type(command)], **_fields(command)}
+    return _envelope(COMMAND_MAGIC, canonical_json(body))
+
+
+def decode_command(data: bytes) -> Command:
+    body = _open(COMMAND_MAGIC, data, "meta command")
+    try:
+        kind = body.pop("kind")
+        if kind == "bootstrap":
+            return Bootstrap(
+                cluster_id=str(body["cluster_id"]),
+                created_ms=int(body["created_ms"]),
+                root=Credentials(str(body["root"][0]), str(body["root"][1])),
+                pools=tuple(pool_from_json(p) for p in body["pools"]),
+                region_replicas=tuple(int(i) for i in body["region_replicas"]),
+            )
+        if kind == "create_pool":
+            return CreatePool(pool_from_json(body["pool"]))
+        if kind == "set_pg_table":
+            return SetPgTable(
+                int(body["pool_id"]),
+                str(body["digest"]),
+                tuple(tuple(int(i) for i in pg) for pg in body["members"]),
+            )
+        for cls, name in KINDS.items():
+            if name == kind:
+                command: Command = cls(**body)
+                return command
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise MapFormatError(f"meta command: malformed body: {err!r}") from err
+    raise MapFormatError(f"meta command: unknown kind {kind!r}")
+
+
+# -- transitions ----------------------------------------------------------------------
+
+
+def apply_command(m: ClusterMap, command: Command) -> tuple[ClusterMap, Applied]:
+    """The map after `command`, and the command's outcome."""
+    if isinstance(command, Bootstrap):
+        return _bootstrap(m, command)
+    if not m.bootstrapped:
+        return refuse(m, "the cluster is not bootstrapped")
+    if isinstance(command, RegisterNode):
+        return _register_node(m, command)
+    if isinstance(command, RegisterDevice):
+        return _register_device(m, command)
+    if isinstance(command, SetNodeState):
+        node = m.nodes.get(command.node_id)
+        if node is None:
+            return refuse(m, f"no node {command.node_id}")
+        if command.state not in NODE_STATES:
+            return refuse(m, f"unknown node state {command.state!r}")
+        if command.expect and node.state != command.expect:
+            return refuse(m, f"node {node.id} is {node.state}, not {command.expect}")
+        if node.state == command.state:
+            return refuse(m, f"node {node.id} is already {node.state}")
+        new = replace(node, state=command.state)
+        return changed(m, nodes=with_item(m.nodes, node.id, new))
+    if isinstance(command, SetDeviceState):
+        device = m.devices.get(command.device_id)
+        if device is None:
+            return refuse(m, f"no device {command.device_id}")
+        if command.state not in DEVICE_STATES:
+            return refuse(m, f"unknown device state {command.state!r}")
+        if device.state == command.state:
+            return refuse(m, f"device {device.id} is already {device.state}")
+        return changed(
+            m, devices=with_item(m.devices, device.id, replace(device, state=command.state))
+        )
+    if isinstance(command, CreatePool):
+        pool = replace(command.pool, id=m.next_pool_id)
+        reason = check_pool(pool)
+        if reason:
+            return refuse(m, reason)
+        if m.pool_named(pool.name) is not None:
+            return refuse(m, f"pool {pool.name!r} exists")
+        if any(p.storage_class == pool.storage_class for p in m.pools.values()):
+            return refuse(m, f"storage class {pool.storage_class!r} is taken")
+        return changed(
+            m,
+            allocated=pool.id,
+            pools=with_item(m.pools, pool.id, pool),
+            next_pool_id=pool.id + 1,
+        )
+    if isinstance(command, SetPgTable):
+        return _set_pg_table(m, command)
+    if isinstance(command, CreateBucket):
+        if command.name in m.buckets:
+            return refuse(m, f"bucket {command.name!r} exists")
+        if m.pool_named(command.pool) is None:
+            return refuse(m, f"no pool {command.pool!r}")
+        bucket = BucketRecord(command.name, command.pool, command.owner, command.created_ms)
+        return changed(m, buckets=with_item(m.buckets, bucket.name, bucket))
+    if isinstance(command, DeleteBucket):
+        if command.name not in m.buckets:
+            return refuse(m, f"no bucket {command.name!r}")
+        buckets = dict(m.buckets)
+        del buckets[command.name]
+        return changed(m, buckets=buckets)
+    raise TypeError(f"not a meta command: {command!r}")
+
+
+def _bootstrap(m: ClusterMap, c: Bootstrap) -> tuple[ClusterMap, Applied]:
+    if m.bootstrapped:
+        return refuse(m, f"the cluster {m.cluster_id} exists")
+    if not c.cluster_id:
+        return refuse(m, "a cluster id is required")
+    pools: dict[int, PoolRecord] = {}
+    for i, pool in enumerate(c.pools, start=1):
+        pool = replace(pool, id=i)
+        reason = check_pool(pool)
+        if reason:
+            return refuse(m, f"pool {pool.name!r}: {reason}")
+        pools[i] = pool
+    region = RegionRecord(1, b"", b"", tuple(sorted(c.region_replicas)))
+    return changed(
+        m,
+        cluster_id=c.cluster_id,
+        created_ms=c.created_ms,
+        root=c.root,
+        pools=pools,
+        next_pool_id=len(pools) + 1,
+        regions={1: region},
+    )
+
+
+def _register_node(m: ClusterMap, c: RegisterNode) -> tuple[ClusterMap, Applied]:
+    if c.node_id <= 0:
+        return refuse(m, f"node id {c.node_id} must be positive")
+    old = m.nodes.get(c.node_id)
+    state = NODE_UP if old is None else old.state
+    new = NodeRecord(c.node_id, c.rpc, c.kv, c.zone, c.rack, state, c.member)
+    if old == new:
+        return refuse(m, f"node {c.node_id} is registered as it is")
+    for other in m.nodes.values():
+        if other.id != c.node_id and other.rpc == c.rpc:
+            return refuse(m, f"address {c.rpc} belongs to node {other.id}")
+    return changed(m, nodes=with_item(m.nodes, c.node_id, new))
+
+
+def _register_device(m: ClusterMap, c: RegisterDevice) -> tuple[ClusterMap, Applied]:
+    if c.node_id not in m.nodes:
+        return refuse(m, f"no node {c.node_id}")
+    if c.capacity_bytes <= 0:
+        return refuse(m, f"capacity {c.capacity_bytes} must be positive")
+    for d in m.devices.values():
+        if d.node_id == c.node_id and d.path == c.path:
+            if d.capacity_bytes == c.capacity_bytes:
+                return m, Applied(True, m.epoch, "registered as it is", allocated=d.id)
+            new = replace(d, capacity_bytes=c.capacity_bytes)
+            return changed(m, allocated=d.id, devices=with_item(m.devices, d.id, new))
+    device = DeviceRecord(m.next_device_id, c.node_id, c.path, c.capacity_bytes, DEVICE_IN)
+    return changed(
+        m,
+        allocated=device.id,
+        devices=with_item(m.devices, device.id, device),
+        next_device_id=device.id + 1,
+    )
+
+
+def _set_pg_table(m: ClusterMap, c: SetPgTable) -> tuple[ClusterMap, Applied]:
+    pool = m.pools.get(c.pool_id)
+    if pool is None:
+        return refuse(m, f"no pool {c.pool_id}")
+    if c.digest != placement_digest(m, pool):
+        return refuse(m, "computed from an older map")
+    if len(c.members) != pool.pg_count:
+        return refuse(m, f"{len(c.members)} PGs, the pool has {pool.pg_count}")
+    width = pool.k + pool.m
+    for pg, members in enumerate(c.members):
+        if len(members) != width or len(set(members)) != width:
+            return refuse(m, f"PG {pg} needs {width} distinct devices, got {list(members)}")
+        for device_id in members:
+            device = m.devices.get(device_id)
+            if device is None or device.state != DEVICE_IN:
+                return refuse(m, f"PG {pg}: device {device_id} is not in service")
+    table = PgTable(pool.id, m.epoch + 1, c.digest, c.members)
+    return changed(m, pg_tables=with_item(m.pg_tables, pool.id, table))

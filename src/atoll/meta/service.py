@@ -1,0 +1,407 @@
+"""The meta service on each member of the meta group (Raft group 0). Does network
+I/O (through `atoll.rpc` handlers) and runs the leader's duties.
+
+Handlers (docs/formats/meta.md §4), all on atoll.rpc:
+
+- `meta.bootstrap` (leader only): create the cluster with the given `Bootstrap`
+  command, unless it exists (then the existing cluster's id is the answer).
+- `meta.join` (leader only): register a node and its devices; idempotent.
+- `meta.heartbeat` (leader only): a node is alive; its device usage and load. A
+  heartbeat from a node marked down marks it up again.
+- `meta.admin` (leader only): an operator's command (create a pool, set a node's or
+  a device's state, create or delete a bucket), proposed as it is; the reply is its
+  outcome (`Applied`, as canonical JSON).
+- `meta.map`: the map this member holds (optionally after a ReadIndex round).
+- `meta.watch`: a server stream of the map, sent whenever its epoch grows (and an
+  empty keepalive chunk after `watch_keepalive_s` of silence).
+
+A handler that needs the leader answers elsewhere with the application error
+`not_leader`, whose detail (`NotLeaderDetail`) names the leader if known.
+
+The leader's duties (`run`, a task on every member that acts while this node leads):
+mark down every node
+silent for `down_after_s` (a node's clock of silence starts when this node became
+leader, so a new leader gives everyone a full period); and compute and commit the PG
+table of every pool whose table is stale (`ClusterMap.stale_pools`). Time comes from
+the injected `clock` (monotonic seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+
+from atoll.meta.cluster_map import (
+    NODE_DOWN,
+    NODE_UP,
+    Applied,
+    ClusterMap,
+    Credentials,
+    PoolRecord,
+    canonical_json,
+    placement_devices,
+    placement_digest,
+)
+from atoll.meta.commands import (
+    Bootstrap,
+    Command,
+    CreateBucket,
+    CreatePool,
+    DeleteBucket,
+    RegisterDevice,
+    RegisterNode,
+    SetDeviceState,
+    SetNodeState,
+    SetPgTable,
+    decode_command,
+    encode_command,
+    encode_map,
+)
+from atoll.meta.errors import MapFormatError, NotBootstrapped
+from atoll.meta.state_machine import MetaStateMachine
+from atoll.multiraft.host import RaftHost
+from atoll.placement import Device, default_pools, place_pool
+from atoll.proto import meta_pb2
+from atoll.raft import ProposalDropped, RaftError
+from atoll.rpc import Chunk, Handler, HandlerError
+
+log = logging.getLogger(__name__)
+
+META_GROUP_ID = 0
+ERROR_NOT_LEADER = "not_leader"
+ERROR_META = "meta_error"
+
+METHOD_BOOTSTRAP = "meta.bootstrap"
+METHOD_JOIN = "meta.join"
+METHOD_HEARTBEAT = "meta.heartbeat"
+METHOD_ADMIN = "meta.admin"
+METHOD_MAP = "meta.map"
+METHOD_WATCH = "meta.watch"
+
+# What an operator may propose through `meta.admin`.
+ADMIN_COMMANDS = (CreatePool, SetNodeState, SetDeviceState, CreateBucket, DeleteBucket)
+
+ACCESS_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+SECRET_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+@dataclass(frozen=True)
+class BootstrapSpec:
+    """What the first node creates the cluster from: the hosts and devices it should
+    expect (default pools are sized from them), and optionally fixed root keys."""
+
+    hosts: int
+    devices_per_host: int
+    root_access_key: str = ""
+    root_secret_key: str = ""
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    down_after_s: float = 30.0
+    duty_interval_s: float = 0.25
+    propose_timeout_s: float = 5.0
+    watchers_max: int = 256
+    watch_keepalive_s: float = 10.0
+
+
+@dataclass
+class NodeHealth:
+    last_seen: float
+    epoch: int = 0
+    load1: float = 0.0
+    devices: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> used, capacity
+
+
+def encode_applied(result: Applied) -> bytes:
+    return canonical_json(
+        {
+            "ok": result.ok,
+            "epoch": result.epoch,
+            "reason": result.reason,
+            "allocated": result.allocated,
+        }
+    )
+
+
+def decode_applied(data: bytes) -> Applied:
+    try:
+        d = json.loads(data)
+        return Applied(bool(d["ok"]), int(d["epoch"]), str(d["reason"]), int(d["allocated"]))
+    except (ValueError, KeyError, TypeError) as err:
+        raise MapFormatError(f"not an encoded outcome: {err!r}") from err
+
+
+def random_credentials(rng: random.Random) -> Credentials:
+    access = "AK" + "".join(rng.choice(ACCESS_KEY_ALPHABET) for _ in range(18))
+    secret = "".join(rng.choice(SECRET_KEY_ALPHABET) for _ in range(40))
+    return Credentials(access, secret)
+
+
+def bootstrap_command(
+    spec: BootstrapSpec, members: tuple[int, ...], rng: random.Random, now_ms: int
+) -> Bootstrap:
+    """The Bootstrap command for `spec`: default pools sized from the expected hosts
+    and devices, a random cluster id and root keys unless the spec fixes them."""
+    expected = [
+        Device(
+            id=h * spec.devices_per_host + d + 1,
+            node_id=h + 1,
+            zone="",
+            rack="",
+            weight=1.0,
+            in_service=True,
+        )
+        for h in range(spec.hosts)
+        for d in range(spec.devices_per_host)
+    ]
+    pools = tuple(
+        PoolRecord(
+            id=0,
+            name=p.name,
+            k=p.k,
+            m=p.m,
+            pg_count=p.pg_count,
+            failure_domain=p.failure_domain,
+            storage_class=p.storage_class,
+        )
+        for p in default_pools(expected)
+    )
+    root = random_credentials(rng)
+    if spec.root_access_key:
+        root = Credentials(spec.root_access_key, spec.root_secret_key)
+    cluster_id = f"{rng.getrandbits(128):032x}"
+    return Bootstrap(cluster_id, now_ms, root, pools, members)
+
+
+class MetaService:
+    def __init__(
+        self,
+        host: RaftHost,
+        sm: MetaStateMachine,
+        members: Mapping[int, str],
+        config: MetaConfig,
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self.host = host
+        self.sm = sm
+        self.members = dict(members)
+        self.config = config
+        self._clock = clock
+        self.health: dict[int, NodeHealth] = {}
+        self._leading = False
+        self._watchers = 0
+
+    @property
+    def map(self) -> ClusterMap:
+        return self.sm.current
+
+    def rpc_handlers(self) -> dict[str, Handler]:
+        return {
+            METHOD_BOOTSTRAP: self._bootstrap,
+            METHOD_JOIN: self._join,
+            METHOD_HEARTBEAT: self._heartbeat,
+            METHOD_ADMIN: self._admin,
+            METHOD_MAP: self._map,
+            METHOD_WATCH: self._watch,
+        }
+
+    # -- handlers -----------------------------------------------------------------------
+
+    def _require_leader(self) -> None:
+        if not self.host.is_leader(META_GROUP_ID):
+            leader = self.host.leader_of(META_GROUP_ID)
+            detail = meta_pb2.NotLeaderDetail(
+                leader_id=leader, leader_rpc=self.members.get(leader, "")
+            )
+            raise HandlerError(ERROR_NOT_LEADER, detail.SerializeToString())
+
+    async def propose(self, command: Command) -> Applied:
+        try:
+            result = await self.host.propose(
+                META_GROUP_ID, encode_command(command), self.config.propose_timeout_s
+            )
+        except (ProposalDropped, RaftError) as err:
+            raise HandlerError(ERROR_META, str(err).encode()) from err
+        if not isinstance(result, Applied):
+            raise HandlerError(ERROR_META, b"the command was not applied")
+        return result
+
+    async def _bootstrap(self, message: bytes, payload: bytes | memoryview) -> Chunk:
+        self._require_leader()
+        try:
+            command = decode_command(message)
+        except MapFormatError as err:
+            raise HandlerError(ERROR_META, str(err).encode()) from err
+        if not isinstance(command, Bootstrap):
+            raise HandlerError(ERROR_META, b"meta.bootstrap takes a Bootstrap command")
+        if not self.map.bootstrapped:
+            result = await self.propose(command)
+            if not result.ok and not self.map.bootstrapped:
+                raise HandlerError(ERROR_META, result.reason.encode())
+        return self.map.cluster_id.encode(), None
+
+    async def _join(self, message: bytes, payload: bytes | memoryview) -> Chunk:
+        self._require_leader()
+        request = meta_pb2.JoinRequest.FromString(message)
+        if not self.map.bootstrapped:
+            raise HandlerError(ERROR_META, str(NotBootstrapped("not bootstrapped")).encode())
+        node = RegisterNode(
+            node_id=request.node_id,
+            rpc=request.rpc,
+            kv=request.kv,
+            zone=request.zone,
+            rack=request.rack,
+            member=request.member,
+        )
+        existing = self.map.nodes.get(request.node_id)
+        if existing is None or (
+            existing.rpc,
+            existing.kv,
+            existing.zone,
+            existing.rack,
+            existing.member,
+        ) != (node.rpc, node.kv, node.zone, node.rack, node.member):
+            result = await self.propose(node)
+            if not result.ok:
+                raise HandlerError(ERROR_META, result.reason.encode())
+        device_ids = []
+        for spec in request.devices:
+            result = await self.propose(
+                RegisterDevice(request.node_id, spec.path, spec.capacity_bytes)
+            )
+            if not result.ok:
+                raise HandlerError(ERROR_META, result.reason.encode())
+            device_ids.append(result.allocated)
+        self.health[request.node_id] = NodeHealth(self._clock(), self.map.epoch)
+        reply = meta_pb2.JoinReply(
+            cluster_id=self.map.cluster_id,
+            epoch=self.map.epoch,
+            device_ids=device_ids,
+            members=[meta_pb2.Member(id=i, rpc=a) for i, a in sorted(self.members.items())],
+        )
+        return reply.SerializeToString(), None
+
+    async def _heartbeat(self, message: bytes, payload: bytes | memoryview) -> Chunk:
+        self._require_leader()
+        request = meta_pb2.HeartbeatRequest.FromString(message)
+        self.health[request.node_id] = NodeHealth(
+            self._clock(),
+            request.epoch,
+            request.load1,
+            {d.device_id: (d.used_bytes, d.capacity_bytes) for d in request.devices},
+        )
+        node = self.map.nodes.get(request.node_id)
+        if node is not None and node.state == NODE_DOWN:
+            log.info("meta: node %d is back: marking it up", node.id)
+            await self.propose(SetNodeState(node.id, NODE_UP, expect=NODE_DOWN))
+        return meta_pb2.HeartbeatReply(epoch=self.map.epoch).SerializeToString(), None
+
+    async def _admin(self, message: bytes, payload: bytes | memoryview) -> Chunk:
+        self._require_leader()
+        try:
+            command = decode_command(message)
+        except MapFormatError as err:
+            raise HandlerError(ERROR_META, str(err).encode()) from err
+        if not isinstance(command, ADMIN_COMMANDS):
+            raise HandlerError(
+                ERROR_META, f"{type(command).__name__} is not an admin command".encode()
+            )
+        return encode_applied(await self.propose(command)), None
+
+    async def _map(self, message: bytes, payload: bytes | memoryview) -> Chunk:
+        request = meta_pb2.MapRequest.FromString(message)
+        if request.linearizable:
+            try:
+                await self.host.read_index(META_GROUP_ID, self.config.propose_timeout_s)
+            except (ProposalDropped, RaftError) as err:
+                raise HandlerError(ERROR_META, str(err).encode()) from err
+        return b"", encode_map(self.map)
+
+    def _watch(self, message: bytes, payload: bytes | memoryview) -> AsyncIterator[Chunk]:
+        request = meta_pb2.WatchRequest.FromString(message)
+        if self._watchers >= self.config.watchers_max:
+            raise HandlerError(ERROR_META, b"too many map watchers")
+        return self._watch_stream(request.epoch)
+
+    async def _watch_stream(self, known_epoch: int) -> AsyncIterator[Chunk]:
+        """The map whenever its epoch passes what was sent; an empty chunk after
+        `watch_keepalive_s` without one, so the watcher can tell silence from a
+        stalled member."""
+        self._watchers += 1
+        try:
+            sent = known_epoch
+            while True:
+                current = self.map
+                if current.epoch > sent:
+                    sent = current.epoch
+                    yield b"", encode_map(current)
+                try:
+                    await asyncio.wait_for(
+                        self.host.wait_applied(META_GROUP_ID, self.sm.applied_index()),
+                        self.config.watch_keepalive_s,
+                    )
+                except TimeoutError:
+                    yield b"", None
+        finally:
+            self._watchers -= 1
+
+    # -- the leader's duties ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the leader's duties whenever this node leads the meta group."""
+        while True:
+            try:
+                await self._duties()
+            except (HandlerError, ProposalDropped, RaftError) as err:
+                log.info("meta: leader duty failed (will retry): %s", err)
+            await asyncio.sleep(self.config.duty_interval_s)
+
+    async def _duties(self) -> None:
+        leading = self.host.is_leader(META_GROUP_ID)
+        if leading and not self._leading:
+            # A new leader knows nothing of earlier heartbeats: everyone gets a full
+            # down_after_s from now.
+            now = self._clock()
+            self.health = {node_id: NodeHealth(now) for node_id in self.map.nodes}
+            log.info("meta: node leads the meta group at epoch %d", self.map.epoch)
+        self._leading = leading
+        if not leading:
+            return
+        m = self.map
+        if not m.bootstrapped:
+            return
+        await self._mark_silent_nodes_down(m)
+        await self._place_stale_pools()
+
+    async def _mark_silent_nodes_down(self, m: ClusterMap) -> None:
+        now = self._clock()
+        for node in m.nodes.values():
+            health = self.health.setdefault(node.id, NodeHealth(now))
+            silent = now - health.last_seen
+            if node.state == NODE_UP and silent > self.config.down_after_s:
+                log.warning("meta: node %d silent for %.1fs: marking it down", node.id, silent)
+                await self.propose(SetNodeState(node.id, NODE_DOWN, expect=NODE_UP))
+
+    async def _place_stale_pools(self) -> None:
+        for pool in self.map.stale_pools():
+            m = self.map
+            digest = placement_digest(m, pool)
+            devices = placement_devices(m)
+            current = m.pg_tables.get(pool.id)
+            previous = current.members if current is not None else None
+            table = await asyncio.to_thread(place_pool, pool.as_placement(), devices, previous)
+            members = tuple(tuple(pg) for pg in table)
+            result = await self.propose(SetPgTable(pool.id, digest, members))
+            log.info(
+                "meta: PG table of pool %s (%d PGs on %d devices): %s",
+                pool.name,
+                pool.pg_count,
+                len(devices),
+                f"epoch {result.epoch}" if result.ok else result.reason,
+            )

@@ -1,0 +1,101 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DeviceSpec(_message.Message):
+    __slots__ = ("path", "capacity_bytes")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    capacity_bytes: int
+    def __init__(self, path: _Optional[str] = ..., capacity_bytes: _Optional[int] = ...) -> None: ...
+
+class JoinRequest(_message.Message):
+    __slots__ = ("node_id", "rpc", "kv", "zone", "rack", "member", "devices")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RPC_FIELD_NUMBER: _ClassVar[int]
+    KV_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    RACK_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    rpc: str
+    kv: str
+    zone: str
+    rack: str
+    member: bool
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceSpec]
+    def __init__(self, node_id: _Optional[int] = ..., rpc: _Optional[str] = ..., kv: _Optional[str] = ..., zone: _Optional[str] = ..., rack: _Optional[str] = ..., member: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[DeviceSpec, _Mapping]]] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("id", "rpc")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RPC_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    rpc: str
+    def __init__(self, id: _Optional[int] = ..., rpc: _Optional[str] = ...) -> None: ...
+
+class JoinReply(_message.Message):
+    __slots__ = ("cluster_id", "epoch", "device_ids", "members")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    epoch: int
+    device_ids: _containers.RepeatedScalarFieldContainer[int]
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, cluster_id: _Optional[str] = ..., epoch: _Optional[int] = ..., device_ids: _Optional[_Iterable[int]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class DeviceUsage(_message.Message):
+    __slots__ = ("device_id", "used_bytes", "capacity_bytes")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    used_bytes: int
+    capacity_bytes: int
+    def __init__(self, device_id: _Optional[int] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("node_id", "epoch", "devices", "load1")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    LOAD1_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    epoch: int
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceUsage]
+    load1: float
+    def __init__(self, node_id: _Optional[int] = ..., epoch: _Optional[int] = ..., devices: _Optional[_Iterable[_Union[DeviceUsage, _Mapping]]] = ..., load1: _Optional[float] = ...) -> None: ...
+
+class HeartbeatReply(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+
+class MapRequest(_message.Message):
+    __slots__ = ("linearizable",)
+    LINEARIZABLE_FIELD_NUMBER: _ClassVar[int]
+    linearizable: bool
+    def __init__(self, linearizable: _Optional[bool] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+
+class NotLeaderDetail(_message.Message):
+    __slots__ = ("leader_id", "leader_rpc")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_RPC_FIELD_NUMBER: _ClassVar[int]
+    leader_id: int
+    leader_rpc: str
+    def __init__(self, leader_id: _Optional[int] = ..., leader_rpc: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,178 @@
+"""The cluster map over a cluster of real node processes on 127.0.0.1 (issue 4 §1, §5):
+bootstrap, joining, PG tables, failure detection. Maps are read over atoll.rpc
+(`meta.map`) from the nodes themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kv_cluster import Cluster
+
+from atoll.meta.cluster_map import NODE_DOWN, NODE_UP, ClusterMap, placement_digest
+from atoll.meta.commands import decode_map
+from atoll.proto import meta_pb2
+from atoll.rpc import RpcClient, RpcError
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+DOWN_AFTER_S = 3.0
+HEARTBEAT_INTERVAL_S = 0.5
+
+
+async def read_map(address: str) -> ClusterMap | None:
+    host, _, port = address.rpartition(":")
+    try:
+        async with await RpcClient.connect(host, int(port)) as client:
+            request = meta_pb2.MapRequest(linearizable=True).SerializeToString()
+            reply = await client.call("meta.map", request, timeout_s=2.0)
+    except (RpcError, OSError):
+        return None
+    return decode_map(bytes(reply.payload))
+
+
+async def wait_map(
+    cluster: Cluster,
+    address: str,
+    predicate: Callable[[ClusterMap], bool],
+    timeout_s: float,
+) -> ClusterMap:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        m = await read_map(address)
+        if m is not None:
+            last = m
+            if predicate(m):
+                return m
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"map never satisfied the condition; last {last}\n{cluster.logs()}")
+
+
+async def atoll_cli(*args: str) -> tuple[int, str]:
+    """Run the real `atoll` command; its exit code and its output (stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "atoll.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=dict(os.environ, PYTHONPATH=SRC),
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+def check_tables(m: ClusterMap) -> None:
+    """Every pool has a current table: every PG on k+m distinct devices in service,
+    at most ceil((k+m)/hosts) shards of a PG per host."""
+    hosts = {d.node_id for d in m.devices.values()}
+    for pool in m.pools.values():
+        table = m.pg_tables[pool.id]
+        assert table.digest == placement_digest(m, pool), f"pool {pool.name}: stale table"
+        assert len(table.members) == pool.pg_count
+        for members in table.members:
+            assert len(members) == len(set(members)) == pool.k + pool.m
+            per_host = Counter(m.devices[d].node_id for d in members)
+            assert max(per_host.values()) <= math.ceil((pool.k + pool.m) / len(hosts))
+
+
+def test_three_nodes_bootstrap_join_place_and_detect_failures(tmp_path: Path) -> None:
+    cluster = Cluster(
+        tmp_path,
+        devices_per_node=2,
+        bootstrap=True,
+        down_after_s=DOWN_AFTER_S,
+        heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+    )
+
+    async def body() -> None:
+        cluster.start_all()
+        address = cluster.nodes[2].rpc
+
+        def placed(m: ClusterMap, nodes: int, devices: int) -> bool:
+            return (
+                m.bootstrapped
+                and len(m.nodes) == nodes
+                and all(n.state == NODE_UP for n in m.nodes.values())
+                and len(m.devices) == devices
+                and len(m.pg_tables) == len(m.pools)
+                and not m.stale_pools()
+            )
+
+        m = await wait_map(cluster, address, lambda m: placed(m, 3, 6), 60)
+        pools = {p.name: (p.k, p.m, p.storage_class) for p in m.pools.values()}
+        # 6 devices on 3 hosts: standard is 4+2, replicated three copies.
+        assert pools == {"standard": (4, 2, "STANDARD"), "replicated": (1, 2, "REDUCED_REDUNDANCY")}
+        assert m.root is not None and m.root.access_key and m.root.secret_key
+        assert sorted(d.node_id for d in m.devices.values()) == [1, 1, 2, 2, 3, 3]
+        assert m.regions[1].replicas == (1, 2, 3)
+        check_tables(m)
+        # Every member holds the same map once it has caught up.
+        for n in (1, 3):
+            other = await wait_map(cluster, cluster.nodes[n].rpc, lambda x: x.epoch >= m.epoch, 10)
+            assert other.cluster_id == m.cluster_id
+
+        # An operator adds a pool with the real command: placed like the others.
+        code, out = await atoll_cli(
+            "pool", "create", "fast", "--ec", "2+1", "--pgs", "16", "--storage-class", "FAST",
+            "--rpc", cluster.nodes[1].rpc,
+        )  # fmt: skip
+        assert code == 0, out
+        m = await wait_map(cluster, address, lambda m: placed(m, 3, 6) and len(m.pools) == 3, 30)
+        fast = m.pool_named("fast")
+        assert fast is not None and (fast.k, fast.m, fast.pg_count) == (2, 1, 16)
+        check_tables(m)
+        code, out = await atoll_cli(
+            "pool", "create", "fast", "--ec", "1+1", "--storage-class", "OTHER",
+            "--rpc", cluster.nodes[2].rpc,
+        )  # fmt: skip
+        assert code == 1 and "exists" in out, out
+        code, out = await atoll_cli("pool", "list", "--rpc", cluster.nodes[3].rpc)
+        assert code == 0, out
+        assert [line.split()[:2] for line in out.splitlines()[1:]] == [
+            ["standard", "4+2"],
+            ["replicated", "1+2"],
+            ["fast", "2+1"],
+        ]
+
+        # A fourth node joins through node 3 and stores data: new tables.
+        cluster.add_joiner(4, cluster.nodes[3].rpc)
+        cluster.start(4)
+        m = await wait_map(cluster, address, lambda m: placed(m, 4, 8), 60)
+        assert len(m.pools) == 3
+        assert not m.nodes[4].member and m.nodes[1].member
+        check_tables(m)
+        assert any(m.devices[d].node_id == 4 for pg in m.pg_tables[1].members for d in pg), (
+            "the new node's devices hold no shard"
+        )
+
+        # kill -9 of a member and of the joiner: both marked down in time.
+        for victim in (3, 4):
+            cluster.kill(victim)
+            killed = time.monotonic()
+            await wait_map(cluster, address, lambda m, v=victim: m.nodes[v].state == NODE_DOWN, 30)
+            took = time.monotonic() - killed
+            assert took <= DOWN_AFTER_S + 5, f"node {victim} marked down after {took:.1f}s"
+        m = await read_map(address)
+        assert m is not None and m.nodes[1].state == m.nodes[2].state == NODE_UP
+        assert not m.stale_pools()  # down nodes keep their PGs
+
+        # Node 3 comes back with its data: marked up again.
+        cluster.start(3)
+        await wait_map(cluster, address, lambda m: m.nodes[3].state == NODE_UP, 30)
+
+    try:
+        asyncio.run(body())
+    finally:
+        cluster.stop_all()

@@ -1,0 +1,212 @@
+"""The cluster map's pure core (src/atoll/meta/cluster_map.py, commands.py;
+docs/formats/meta.md): command and map encodings, and every transition."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import replace
+
+import pytest
+from crc32c import crc32c
+
+from atoll.meta.cluster_map import (
+    NODE_DOWN,
+    NODE_OUT,
+    NODE_UP,
+    ClusterMap,
+    Credentials,
+    PoolRecord,
+    placement_devices,
+    placement_digest,
+)
+from atoll.meta.commands import (
+    COMMAND_MAGIC,
+    MAP_MAGIC,
+    Bootstrap,
+    Command,
+    CreateBucket,
+    CreatePool,
+    DeleteBucket,
+    RegisterDevice,
+    RegisterNode,
+    SetDeviceState,
+    SetNodeState,
+    SetPgTable,
+    apply_command,
+    decode_command,
+    decode_map,
+    encode_command,
+    encode_map,
+)
+from atoll.meta.errors import MapFormatError
+
+STANDARD = PoolRecord(0, "standard", 2, 1, 8, "host", "STANDARD")
+REPLICATED = PoolRecord(0, "replicated", 1, 2, 4, "host", "REDUCED_REDUNDANCY")
+BOOT = Bootstrap("c0ffee", 1_700_000_000_000, Credentials("AK1", "s3cr3t"), (STANDARD,), (1, 2, 3))
+
+EVERY_KIND: list[Command] = [
+    BOOT,
+    RegisterNode(4, "127.0.0.1:7004", "", "z1", "r1", False),
+    RegisterDevice(4, "/data/d0", 1 << 40),
+    SetNodeState(4, NODE_DOWN, expect=NODE_UP),
+    SetDeviceState(7, "failed"),
+    CreatePool(REPLICATED),
+    SetPgTable(1, "ab" * 16, ((1, 2, 3), (3, 2, 1))),
+    CreateBucket("photos", "standard", "root", 5),
+    DeleteBucket("photos"),
+]
+
+
+def run(m: ClusterMap, *commands: Command) -> ClusterMap:
+    for command in commands:
+        m, result = apply_command(m, command)
+        assert result.ok, (command, result.reason)
+    return m
+
+
+def cluster(hosts: int = 3, devices_per_host: int = 2) -> ClusterMap:
+    m = run(ClusterMap(), BOOT)
+    for h in range(1, hosts + 1):
+        m = run(m, RegisterNode(h, f"127.0.0.1:{7000 + h}", f"127.0.0.1:{7100 + h}", "", "", True))
+        for d in range(devices_per_host):
+            m = run(m, RegisterDevice(h, f"/n{h}/d{d}", 1 << 40))
+    return m
+
+
+@pytest.mark.parametrize("command", EVERY_KIND, ids=lambda c: type(c).__name__)
+def test_every_command_round_trips(command: Command) -> None:
+    data = encode_command(command)
+    assert data[0] == COMMAND_MAGIC and data[1] == 1
+    assert decode_command(data) == command
+
+
+def test_damaged_or_foreign_bytes_are_refused() -> None:
+    data = bytearray(encode_command(BOOT))
+    data[-2] ^= 0x01
+    with pytest.raises(MapFormatError, match="crc32c"):
+        decode_command(bytes(data))
+    with pytest.raises(MapFormatError, match="magic"):
+        decode_command(encode_map(ClusterMap()))
+    newer = bytes([COMMAND_MAGIC, 2]) + encode_command(BOOT)[2:]
+    with pytest.raises(MapFormatError, match="version 2"):
+        decode_command(newer)
+    with pytest.raises(MapFormatError, match="shorter"):
+        decode_command(b"\xb0")
+    body = b'{"kind":"teleport"}'
+    with pytest.raises(MapFormatError, match="unknown kind"):
+        decode_command(struct.pack("<BBI", COMMAND_MAGIC, 1, crc32c(body)) + body)
+    body = b'{"kind":"register_device","node_id":1}'
+    with pytest.raises(MapFormatError, match="malformed"):
+        decode_command(struct.pack("<BBI", COMMAND_MAGIC, 1, crc32c(body)) + body)
+
+
+def test_map_round_trips_with_every_part_filled() -> None:
+    m = cluster()
+    pool = m.pools[1]
+    digest = placement_digest(m, pool)
+    members = tuple(tuple((pg + i) % 6 + 1 for i in range(3)) for pg in range(8))
+    m = run(
+        m,
+        SetPgTable(1, digest, members),
+        CreateBucket("b", "standard", "root", 9),
+        SetNodeState(2, NODE_DOWN),
+    )
+    data = encode_map(m)
+    assert data[0] == MAP_MAGIC
+    assert decode_map(data) == m
+    assert encode_map(decode_map(data)) == data
+
+
+def test_bootstrap_once_then_everything_else() -> None:
+    m0 = ClusterMap()
+    same, refused = apply_command(m0, RegisterNode(1, "a:1", "", "", "", True))
+    assert not refused.ok and "not bootstrapped" in refused.reason and same is m0
+    m1, result = apply_command(m0, BOOT)
+    assert result.ok and result.epoch == 1 == m1.epoch
+    assert m1.cluster_id == "c0ffee" and m1.root == Credentials("AK1", "s3cr3t")
+    assert [(p.id, p.name, p.k, p.m) for p in m1.pools.values()] == [(1, "standard", 2, 1)]
+    assert m1.regions[1].replicas == (1, 2, 3)
+    again, refused = apply_command(m1, replace(BOOT, cluster_id="other"))
+    assert not refused.ok and again is m1 and refused.epoch == 1
+
+
+def test_devices_get_sequential_ids_and_reregistering_is_idempotent() -> None:
+    m = cluster(hosts=2, devices_per_host=2)
+    assert sorted(m.devices) == [1, 2, 3, 4]
+    assert [(d.node_id, d.path) for d in m.devices_of(2)] == [(2, "/n2/d0"), (2, "/n2/d1")]
+    same, result = apply_command(m, RegisterDevice(2, "/n2/d1", 1 << 40))
+    assert result.ok and result.allocated == 4 and same is m
+    bigger, result = apply_command(m, RegisterDevice(2, "/n2/d1", 2 << 40))
+    assert result.ok and result.allocated == 4 and bigger.epoch == m.epoch + 1
+    assert bigger.devices[4].weight == 2.0
+    _, refused = apply_command(m, RegisterDevice(9, "/x", 1))
+    assert not refused.ok and "no node 9" in refused.reason
+    _, refused = apply_command(m, RegisterNode(3, "127.0.0.1:7001", "", "", "", False))
+    assert not refused.ok and "belongs to node 1" in refused.reason
+
+
+def test_node_state_changes_respect_expect() -> None:
+    m = cluster()
+    down = run(m, SetNodeState(2, NODE_DOWN, expect=NODE_UP))
+    assert down.nodes[2].state == NODE_DOWN and down.epoch == m.epoch + 1
+    _, refused = apply_command(down, SetNodeState(2, NODE_DOWN, expect=NODE_UP))
+    assert not refused.ok
+    _, refused = apply_command(down, SetNodeState(2, "asleep"))
+    assert not refused.ok and "unknown node state" in refused.reason
+    # Re-registering a down node keeps it down: only a heartbeat brings it up.
+    again = run(down, RegisterNode(2, "127.0.0.1:7102", "", "", "", True))
+    assert again.nodes[2].state == NODE_DOWN
+
+
+def test_pg_tables_are_refused_when_stale_or_malformed() -> None:
+    m = cluster()
+    pool = m.pools[1]
+    assert m.stale_pools() == [pool]
+    digest = placement_digest(m, pool)
+    good = tuple(tuple((pg + i) % 6 + 1 for i in range(3)) for pg in range(8))
+    cases = [
+        (SetPgTable(1, "0" * 32, good), "older map"),
+        (SetPgTable(1, digest, good[:7]), "7 PGs"),
+        (SetPgTable(1, digest, ((1, 1, 2), *good[1:])), "distinct"),
+        (SetPgTable(1, digest, ((1, 2, 99), *good[1:])), "not in service"),
+        (SetPgTable(5, digest, good), "no pool 5"),
+    ]
+    for command, reason in cases:
+        same, result = apply_command(m, command)
+        assert not result.ok and reason in result.reason and same is m
+    placed = run(m, SetPgTable(1, digest, good))
+    assert placed.pg_tables[1].members == good and placed.pg_tables[1].epoch == placed.epoch
+    assert placed.stale_pools() == []
+    # A new device, or a node leaving, makes the table stale again; a node going
+    # down does not (its shards are degraded, not moved).
+    assert run(placed, SetNodeState(3, NODE_DOWN)).stale_pools() == []
+    assert run(placed, RegisterDevice(3, "/n3/d2", 1 << 40)).stale_pools() == [pool]
+    left = run(placed, SetNodeState(3, NODE_OUT))
+    assert left.stale_pools() == [pool]
+    assert {d.node_id for d in placement_devices(left)} == {1, 2}
+
+
+def test_pools_need_enough_devices_to_be_placed() -> None:
+    m = cluster(hosts=1, devices_per_host=2)  # 2 devices, the pool is 2+1
+    assert m.stale_pools() == []
+
+
+def test_pool_and_bucket_commands() -> None:
+    m = cluster()
+    m2, result = apply_command(m, CreatePool(REPLICATED))
+    assert result.ok and result.allocated == 2 and m2.pool_named("replicated") is not None
+    for bad, reason in [
+        (replace(REPLICATED, name="x", storage_class="X", pg_count=6), "power of two"),
+        (replace(REPLICATED, name="x", storage_class="X", failure_domain="planet"), "domain"),
+        (replace(REPLICATED, name="x", storage_class="X", k=0), "k >= 1"),
+        (replace(REPLICATED, storage_class="Y"), "exists"),
+        (replace(REPLICATED, name="y"), "storage class"),
+    ]:
+        _, refused = apply_command(m2, CreatePool(bad))
+        assert not refused.ok and reason in refused.reason, (bad, refused.reason)
+    m3 = run(m2, CreateBucket("photos", "replicated", "root", 1))
+    _, refused = apply_command(m3, CreateBucket("photos", "standard", "root", 2))
+    assert not refused.ok
+    _, refused = apply_command(m3, CreateBucket("docs", "nope", "root", 2))
+    assert not refused.ok and "no pool" in refused.reason
+    assert "photos" not in run(m3, DeleteBucket("photos")).buckets

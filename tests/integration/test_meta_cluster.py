@@ -176,3 +176,32 @@ def test_three_nodes_bootstrap_join_place_and_detect_failures(tmp_path: Path) ->
         asyncio.run(body())
     finally:
         cluster.stop_all()
+
+
+def test_one_node_alone_is_a_cluster(tmp_path: Path) -> None:
+    cluster = Cluster(
+        tmp_path,
+        size=1,
+        devices_per_node=1,
+        bootstrap=True,
+        down_after_s=DOWN_AFTER_S,
+        heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+    )
+
+    async def body() -> None:
+        cluster.start_all()
+        m = await wait_map(
+            cluster,
+            cluster.nodes[1].rpc,
+            lambda m: len(m.devices) == 1 and len(m.pg_tables) == len(m.pools) >= 1,
+            60,
+        )
+        # One device: the standard pool is 1+0 and there is no replicated pool.
+        assert [(p.name, p.k, p.m) for p in m.pools.values()] == [("standard", 1, 0)]
+        check_tables(m)
+        assert m.nodes[1].state == NODE_UP and m.regions[1].replicas == (1,)
+
+    try:
+        asyncio.run(body())
+    finally:
+        cluster.stop_all()

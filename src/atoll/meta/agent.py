@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from atoll.meta.client import MetaClient
-from atoll.meta.cluster_map import ClusterMap
-from atoll.meta.commands import Bootstrap, decode_map, encode_command
+from atoll.meta.cluster_map import DEVICE_FAILED, ClusterMap
+from atoll.meta.commands import Bootstrap, SetDeviceState, decode_map, encode_command
 from atoll.meta.errors import MapFormatError, MetaRefused, MetaUnavailable
 from atoll.meta.service import METHOD_BOOTSTRAP, METHOD_HEARTBEAT, METHOD_JOIN, METHOD_WATCH
 from atoll.proto import meta_pb2
@@ -187,6 +187,22 @@ class NodeAgent:
                 await self.client.drop(address)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def report_device_failure(self, device_id: int) -> None:
+        """Mark one of this node's devices failed in the map (it takes no new shards,
+        and its shards are to be rebuilt elsewhere); retried until the map says so."""
+
+        async def mark() -> None:
+            result = await self.client.admin(SetDeviceState(device_id, DEVICE_FAILED))
+            if result.ok or result.reason.endswith(f"already {DEVICE_FAILED}"):
+                log.warning("meta: device %d marked failed (epoch %d)", device_id, result.epoch)
+                return
+            if result.reason.startswith("no device"):
+                log.error("meta: cannot mark device %d failed: %s", device_id, result.reason)
+                return
+            raise MetaRefused(result.reason)
+
+        await self._retry(mark, f"marking device {device_id} failed")
 
     async def wait_for(self, predicate: Callable[[ClusterMap], bool], timeout_s: float) -> None:
         """Return once the map satisfies `predicate` (`TimeoutError` after `timeout_s`)."""

@@ -366,3 +366,16 @@ def test_client_send_is_one_way_and_fails_on_a_lost_connection() -> None:
             await client.send("record", b"late")
 
     run_with({"record": record, "echo": echo}, body)
+
+
+def test_methods_added_while_serving_reach_open_connections() -> None:
+    async def body(server: RpcServer, client: RpcClient) -> None:
+        with pytest.raises(RpcRemoteError) as info:
+            await client.call("late", b"x")
+        assert info.value.code == ERROR_UNKNOWN_METHOD
+        server.add_handlers({"late": echo})
+        assert await client.call("late", b"now") == (b"now", b"")  # the same connection
+        with pytest.raises(ValueError, match="already served"):
+            server.add_handlers({"echo": echo})
+
+    run_with({"echo": echo}, body)

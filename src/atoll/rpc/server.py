@@ -276,6 +276,17 @@ class _ServerConnection(FrameProtocol):
         self._reading_paused = pause
 
 
+def _check_methods(
+    handlers: Mapping[str, Handler], client_stream_handlers: Mapping[str, ClientStreamHandler]
+) -> None:
+    for name in [*handlers, *client_stream_handlers]:
+        if not 0 < len(name.encode()) <= NAME_BYTES_MAX:
+            raise ValueError(f"method name {name!r} must be 1..{NAME_BYTES_MAX} bytes")
+    both = set(handlers) & set(client_stream_handlers)
+    if both:
+        raise ValueError(f"methods {sorted(both)} are both plain and client-stream")
+
+
 class RpcServer:
     """Serves `handlers` (method name -> async handler) on `host`:`port`.
 
@@ -311,19 +322,13 @@ class RpcServer:
         message_bytes_max: int = MESSAGE_BYTES_MAX,
         payload_bytes_max: int = PAYLOAD_BYTES_MAX,
     ) -> None:
-        client_stream_handlers = client_stream_handlers or {}
-        for name in [*handlers, *client_stream_handlers]:
-            if not 0 < len(name.encode()) <= NAME_BYTES_MAX:
-                raise ValueError(f"method name {name!r} must be 1..{NAME_BYTES_MAX} bytes")
-        both = set(handlers) & set(client_stream_handlers)
-        if both:
-            raise ValueError(f"methods {sorted(both)} are both plain and client-stream")
+        _check_methods(handlers, client_stream_handlers or {})
         if handlers_inflight_max < 1:
             raise ValueError(f"handlers_inflight_max must be >= 1, got {handlers_inflight_max}")
         if streams_inflight_max < 1:
             raise ValueError(f"streams_inflight_max must be >= 1, got {streams_inflight_max}")
         self.handlers = dict(handlers)
-        self.client_stream_handlers = dict(client_stream_handlers)
+        self.client_stream_handlers = dict(client_stream_handlers or {})
         self.host = host
         self.requested_port = port
         self.handlers_inflight_max = handlers_inflight_max
@@ -338,6 +343,24 @@ class RpcServer:
         self._ssl = ssl
         self._stop_timeout_s = stop_timeout_s
         self._server: asyncio.Server | None = None
+
+    def add_handlers(
+        self,
+        handlers: Mapping[str, Handler],
+        client_stream_handlers: Mapping[str, ClientStreamHandler] | None = None,
+    ) -> None:
+        """Serve more methods, from now on, on every connection (a service that can
+        start only once the server runs: a node's storage service waits for its device
+        ids from the cluster map). A method is never replaced nor removed."""
+        client_stream_handlers = client_stream_handlers or {}
+        _check_methods(handlers, client_stream_handlers)
+        taken = (set(handlers) | set(client_stream_handlers)) & (
+            set(self.handlers) | set(self.client_stream_handlers)
+        )
+        if taken:
+            raise ValueError(f"methods {sorted(taken)} are already served")
+        self.handlers.update(handlers)
+        self.client_stream_handlers.update(client_stream_handlers)
 
     @property
     def port(self) -> int:

@@ -151,6 +151,10 @@ def test_three_nodes_bootstrap_join_place_and_detect_failures(tmp_path: Path) ->
         cluster.start(4)
         m = await wait_map(cluster, address, lambda m: placed(m, 4, 8), 60)
         assert len(m.pools) == 3
+        # A fifth joins through the fourth, which is no meta member: redirected.
+        cluster.add_joiner(5, cluster.nodes[4].rpc)
+        cluster.start(5)
+        m = await wait_map(cluster, address, lambda m: placed(m, 5, 10), 60)
         assert not m.nodes[4].member and m.nodes[1].member
         check_tables(m)
         assert any(m.devices[d].node_id == 4 for pg in m.pg_tables[1].members for d in pg), (

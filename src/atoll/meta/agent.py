@@ -77,9 +77,12 @@ class NodeAgent:
         self._load1 = load1
         self.map = ClusterMap()
         self.device_ids: tuple[int, ...] = ()
+        self.members: list[str] = []  # the meta members' rpc addresses, once joined
         self.joined = asyncio.Event()
         self._changed = asyncio.Event()
         self.client = MetaClient(config.seeds)
+        self._failed_devices: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the loops --------------------------------------------------------------------
 
@@ -127,8 +130,9 @@ class NodeAgent:
             await self.client.call_leader(METHOD_JOIN, request.SerializeToString())
         )
         self.device_ids = tuple(reply.device_ids)
-        for member in reply.members:
-            self.client.add_address(member.rpc)
+        self.members = [member.rpc for member in reply.members]
+        for address in self.members:
+            self.client.add_address(address)
         log.info(
             "meta: node %d joined cluster %s (epoch %d) with devices %s",
             c.node_id,
@@ -141,7 +145,12 @@ class NodeAgent:
         while True:
             devices = []
             for device_id, d in zip(self.device_ids, self.config.devices, strict=True):
-                used, capacity = self._usage(d.path)
+                try:
+                    used, capacity = self._usage(d.path)
+                except OSError as err:
+                    # One bad disk must not silence the node: report it, go on.
+                    self._device_failed(device_id, err)
+                    continue
                 devices.append(
                     meta_pb2.DeviceUsage(
                         device_id=device_id,
@@ -157,9 +166,23 @@ class NodeAgent:
             )
             try:
                 await self.client.call_leader(METHOD_HEARTBEAT, request.SerializeToString())
-            except MetaUnavailable as err:
+            except (MetaUnavailable, MetaRefused) as err:
                 log.info("meta: heartbeat of node %d failed: %s", self.config.node_id, err)
             await asyncio.sleep(self.config.heartbeat_interval_s)
+
+    def _device_failed(self, device_id: int, err: OSError) -> None:
+        """Report a device whose I/O failed, once: marked failed in the map."""
+        if device_id in self._failed_devices:
+            return
+        log.error("meta: device %d failed: %s", device_id, err)
+        self._failed_devices.add(device_id)
+        task = asyncio.get_running_loop().create_task(self.report_device_failure(device_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def device_failed(self, device_id: int, err: OSError) -> None:
+        """For the storage service: one of this node's devices failed I/O."""
+        self._device_failed(device_id, err)
 
     async def _watch_loop(self) -> None:
         backoff = BACKOFF_S
@@ -214,4 +237,7 @@ class NodeAgent:
         await asyncio.wait_for(waiting(), timeout_s)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.close()

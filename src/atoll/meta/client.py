@@ -22,7 +22,7 @@ from atoll.meta.service import (
     decode_applied,
 )
 from atoll.proto import meta_pb2
-from atoll.rpc import RpcClient, RpcError, RpcRemoteError
+from atoll.rpc import ERROR_UNKNOWN_METHOD, RpcClient, RpcError, RpcRemoteError
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ class MetaClient:
             except RpcRemoteError as err:
                 if err.code == ERROR_META:
                     raise MetaRefused(err.detail.decode("utf-8", "replace")) from err
+                if err.code == ERROR_UNKNOWN_METHOD:
+                    continue  # not a node that serves the map (yet): try the next
                 if err.code != ERROR_NOT_LEADER:
                     raise MetaUnavailable(f"{method} at {address}: {err}") from err
                 hint = meta_pb2.NotLeaderDetail.FromString(err.detail).leader_rpc

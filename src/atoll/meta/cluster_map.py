@@ -44,6 +44,10 @@ DEVICE_STATES = (DEVICE_IN, DEVICE_FAILED, DEVICE_OUT)
 
 FAILURE_DOMAINS = ("zone", "host", "device")
 
+# The most cells (PGs x shards per PG) of one pool's PG table: bounds the map's size
+# (about 6 bytes a cell encoded) and the leader's placement time.
+PG_CELLS_MAX = 1 << 18
+
 # Capacity to placement weight: weights are in TiB (any unit would do; it is only
 # ever compared with other weights).
 WEIGHT_UNIT_BYTES = 1 << 40
@@ -171,10 +175,15 @@ class ClusterMap:
 
 
 def in_service(m: ClusterMap, device: DeviceRecord) -> bool:
-    """Whether a device holds PG shards: its own state is `in` and its node has not
-    left (a down node keeps its PGs: its shards are degraded, not moved)."""
+    """Whether placement puts PG shards on a device: its own state is `in` and its node
+    is neither out nor draining (a down node keeps its PGs: its shards are degraded,
+    not moved; a draining node's PGs move away while it stays readable)."""
     node = m.nodes.get(device.node_id)
-    return device.state == DEVICE_IN and node is not None and node.state != NODE_OUT
+    return (
+        device.state == DEVICE_IN
+        and node is not None
+        and node.state not in (NODE_OUT, NODE_DRAINING)
+    )
 
 
 def placement_devices(m: ClusterMap) -> list[Device]:
@@ -245,6 +254,8 @@ def check_pool(pool: PoolRecord) -> str:
         return f"k+m = {pool.k}+{pool.m}: need k >= 1, m >= 0, k+m <= 32"
     if pool.pg_count < 1 or pool.pg_count & (pool.pg_count - 1) or pool.pg_count > 1 << 16:
         return f"pg_count {pool.pg_count} must be a power of two up to 65536"
+    if pool.pg_count * (pool.k + pool.m) > PG_CELLS_MAX:
+        return f"{pool.pg_count} PGs x {pool.k + pool.m} shards is over {PG_CELLS_MAX} table cells"
     if pool.failure_domain not in FAILURE_DOMAINS:
         return f"failure domain {pool.failure_domain!r} is not one of {FAILURE_DOMAINS}"
     if not pool.storage_class:

@@ -45,7 +45,6 @@ from atoll.meta.cluster_map import (
     map_from_json,
     map_to_json,
     placement_digest,
-    pool_from_json,
     pool_to_json,
     refuse,
     with_item,
@@ -214,33 +213,117 @@ def encode_command(command: Command) -> bytes:
     return _envelope(COMMAND_MAGIC, canonical_json(body))
 
 
-def decode_command(data: bytes) -> Command:
-    body = _open(COMMAND_MAGIC, data, "meta command")
-    try:
-        kind = body.pop("kind")
-        if kind == "bootstrap":
-            return Bootstrap(
-                cluster_id=str(body["cluster_id"]),
-                created_ms=int(body["created_ms"]),
-                root=Credentials(str(body["root"][0]), str(body["root"][1])),
-                pools=tuple(pool_from_json(p) for p in body["pools"]),
-                region_replicas=tuple(int(i) for i in body["region_replicas"]),
-            )
-        if kind == "create_pool":
-            return CreatePool(pool_from_json(body["pool"]))
-        if kind == "set_pg_table":
-            return SetPgTable(
-                int(body["pool_id"]),
-                str(body["digest"]),
-                tuple(tuple(int(i) for i in pg) for pg in body["members"]),
-            )
-        for cls, name in KINDS.items():
-            if name == kind:
-                command: Command = cls(**body)
-                return command
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise MapFormatError(f"meta command: malformed body: {err!r}") from err
+def _typed(body: dict[str, Any], key: str, kind: type) -> Any:
+    """`body[key]`, which must be exactly of `kind` (no coercion: a list where an id
+    belongs is a malformed command, not something to apply)."""
+    value = body[key]
+    ok = type(value) is int if kind is int else isinstance(value, kind)
+    if not ok:
+        raise TypeError(f"{key} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _int(body: dict[str, Any], key: str) -> int:
+    value: int = _typed(body, key, int)
+    if value < 0:
+        raise ValueError(f"{key} must not be negative")
+    return value
+
+
+def _str(body: dict[str, Any], key: str) -> str:
+    value: str = _typed(body, key, str)
+    return value
+
+
+def _ints(values: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(values, list) or any(type(v) is not int or v < 0 for v in values):
+        raise TypeError(f"{what} must be a list of non-negative ints")
+    return tuple(values)
+
+
+def _pool(body: Any) -> PoolRecord:
+    if not isinstance(body, dict):
+        raise TypeError("a pool must be an object")
+    return PoolRecord(
+        id=_int(body, "id"),
+        name=_str(body, "name"),
+        k=_int(body, "k"),
+        m=_int(body, "m"),
+        pg_count=_int(body, "pg_count"),
+        failure_domain=_str(body, "failure_domain"),
+        storage_class=_str(body, "storage_class"),
+    )
+
+
+def _decode_body(kind: str, body: dict[str, Any]) -> Command:
+    if kind == "bootstrap":
+        root = body["root"]
+        if not (
+            isinstance(root, list) and len(root) == 2 and all(isinstance(x, str) for x in root)
+        ):
+            raise TypeError("root must be [access_key, secret_key]")
+        pools = body["pools"]
+        if not isinstance(pools, list):
+            raise TypeError("pools must be a list")
+        return Bootstrap(
+            cluster_id=_str(body, "cluster_id"),
+            created_ms=_int(body, "created_ms"),
+            root=Credentials(root[0], root[1]),
+            pools=tuple(_pool(p) for p in pools),
+            region_replicas=_ints(body["region_replicas"], "region_replicas"),
+        )
+    if kind == "register_node":
+        return RegisterNode(
+            node_id=_int(body, "node_id"),
+            rpc=_str(body, "rpc"),
+            kv=_str(body, "kv"),
+            zone=_str(body, "zone"),
+            rack=_str(body, "rack"),
+            member=_typed(body, "member", bool),
+        )
+    if kind == "register_device":
+        return RegisterDevice(
+            _int(body, "node_id"), _str(body, "path"), _int(body, "capacity_bytes")
+        )
+    if kind == "set_node_state":
+        return SetNodeState(_int(body, "node_id"), _str(body, "state"), _str(body, "expect"))
+    if kind == "set_device_state":
+        return SetDeviceState(_int(body, "device_id"), _str(body, "state"))
+    if kind == "create_pool":
+        return CreatePool(_pool(body["pool"]))
+    if kind == "set_pg_table":
+        members = body["members"]
+        if not isinstance(members, list):
+            raise TypeError("members must be a list")
+        return SetPgTable(
+            _int(body, "pool_id"),
+            _str(body, "digest"),
+            tuple(_ints(pg, "a PG's members") for pg in members),
+        )
+    if kind == "create_bucket":
+        return CreateBucket(
+            _str(body, "name"), _str(body, "pool"), _str(body, "owner"), _int(body, "created_ms")
+        )
+    if kind == "delete_bucket":
+        return DeleteBucket(_str(body, "name"))
     raise MapFormatError(f"meta command: unknown kind {kind!r}")
+
+
+def decode_command(data: bytes) -> Command:
+    """The command in `data`; `MapFormatError` unless every field has its exact type
+    (docs/formats/meta.md §1.2)."""
+    body = _open(COMMAND_MAGIC, data, "meta command")
+    if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
+        raise MapFormatError("meta command: the body must be an object with a kind")
+    kind = body.pop("kind")
+    try:
+        command = _decode_body(kind, body)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise MapFormatError(f"meta command: malformed {kind} body: {err!r}") from err
+    if set(body) != set(_fields(command)):
+        extra = sorted(set(body) - set(_fields(command)))
+        raise MapFormatError(f"meta command: {kind} with unknown fields {extra}")
+    return command
 
 
 # -- transitions ----------------------------------------------------------------------
@@ -340,6 +423,10 @@ def _register_node(m: ClusterMap, c: RegisterNode) -> tuple[ClusterMap, Applied]
     if c.node_id <= 0:
         return refuse(m, f"node id {c.node_id} must be positive")
     old = m.nodes.get(c.node_id)
+    if old is not None and old.member != c.member:
+        # A misconfigured node reusing an id must not take over (or flap) the record.
+        role = "an initial member" if old.member else "a node that joined"
+        return refuse(m, f"node {c.node_id} is {role}; its id is taken")
     state = NODE_UP if old is None else old.state
     new = NodeRecord(c.node_id, c.rpc, c.kv, c.zone, c.rack, state, c.member)
     if old == new:

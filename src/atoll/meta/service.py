@@ -117,6 +117,25 @@ class NodeHealth:
     devices: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> used, capacity
 
 
+def redirect_handlers(members: Callable[[], list[str]]) -> dict[str, Handler]:
+    """The meta methods on a node that is not a meta member (one that joined): each
+    answers `not_leader` naming a member it knows, so that a node may join, or an
+    operator's command go, through any node."""
+
+    def refuse(message: bytes, payload: bytes | memoryview) -> Chunk:
+        known = members()
+        detail = meta_pb2.NotLeaderDetail(leader_id=0, leader_rpc=known[0] if known else "")
+        raise HandlerError(ERROR_NOT_LEADER, detail.SerializeToString())
+
+    async def handler(message: bytes, payload: bytes | memoryview) -> Chunk:
+        return refuse(message, payload)
+
+    return dict.fromkeys(
+        (METHOD_BOOTSTRAP, METHOD_JOIN, METHOD_HEARTBEAT, METHOD_ADMIN, METHOD_MAP, METHOD_WATCH),
+        handler,
+    )
+
+
 def encode_applied(result: Applied) -> bytes:
     return canonical_json(
         {
@@ -337,13 +356,16 @@ class MetaService:
         try:
             sent = known_epoch
             while True:
+                # The written index first, then the map: a change written after the
+                # index was read is newer than it, so the wait below returns at once.
+                index = self.sm.written_index()
                 current = self.map
                 if current.epoch > sent:
                     sent = current.epoch
                     yield b"", encode_map(current)
                 try:
                     await asyncio.wait_for(
-                        self.host.wait_applied(META_GROUP_ID, self.sm.applied_index()),
+                        self.host.wait_applied(META_GROUP_ID, index),
                         self.config.watch_keepalive_s,
                     )
                 except TimeoutError:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import struct
 
 from atoll.engine.api import Engine, ReadView, WriteBatch
+from atoll.meta import commands
 from atoll.meta.cluster_map import Applied, ClusterMap
-from atoll.meta.commands import apply_command, decode_command, decode_map, encode_map
+from atoll.meta.commands import HEADER, apply_command, decode_command, decode_map, encode_map
 from atoll.meta.errors import MapFormatError
 
 TAG_META = 0x04
@@ -48,7 +49,12 @@ class MetaStateMachine:
         return self._map
 
     def applied_index(self) -> int:
+        """The index applying resumes after: staged entries included (the host's)."""
         return self._pending[0] if self._pending is not None else self._applied
+
+    def written_index(self) -> int:
+        """The index of `current`: written entries only (for readers)."""
+        return self._applied
 
     def apply(self, index: int, data: bytes, batch: WriteBatch) -> Applied | None:
         base = self._pending[1] if self._pending is not None else self._map
@@ -58,8 +64,17 @@ class MetaStateMachine:
         new = base
         if data:
             new, result = apply_command(base, decode_command(data))
+        encoded = encode_map(new)
+        if len(encoded) - HEADER.size > commands.BODY_BYTES_MAX:
+            # Refused alike on every replica (the size is a function of the map): a map
+            # that could not be read back must never be stored.
+            new = base
+            result = Applied(
+                False, base.epoch, f"the map would exceed {commands.BODY_BYTES_MAX} bytes"
+            )
+            encoded = encode_map(base)
         self._pending = (index, new)
-        batch.put(self._key, _U64.pack(index) + encode_map(new))
+        batch.put(self._key, _U64.pack(index) + encoded)
         return result
 
     def batch_written(self) -> None:

@@ -39,6 +39,7 @@ from atoll.meta.service import (
     MetaConfig,
     MetaService,
     bootstrap_command,
+    redirect_handlers,
 )
 from atoll.meta.state_machine import MetaStateMachine
 from atoll.multiraft.host import HostConfig, RaftHost
@@ -95,6 +96,8 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
             )
         )
         stack.push_async_callback(agent.close)
+        if not config.member:
+            rpc_server.add_handlers(redirect_handlers(lambda: agent.members))
         tasks.append(asyncio.create_task(agent.run(), name="meta-agent"))
         print(
             f"atoll node {config.node_id}: kv {config.kv_address} rpc {config.rpc_address}",

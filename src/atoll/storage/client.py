@@ -1,0 +1,253 @@
+"""`StorageClient`: calls to one storage node's shard service over an atoll.rpc
+connection, for the gateway and the repairer. Does network I/O (through `RpcClient`).
+
+The service's application errors come back as the same typed errors the service
+raised (`errors.py`, mapped from their codes); transport failures stay `RpcError`s
+(`ConnectionLost`, `RpcTimeout`, `RpcRemoteError` for a transport code such as
+`too_many_streams`). `get_shard` checks every chunk's CRC-32C and offset as it
+arrives, so what it yields went from the disk to the caller verified end to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Iterable
+from typing import NoReturn, TypeVar
+
+import crc32c
+from google.protobuf.message import DecodeError, Message
+
+from atoll.erasure.stripe import ReadableBuffer, StripeLayout
+from atoll.proto import storage_pb2
+from atoll.rpc import CALL_TIMEOUT_S, Chunk, RpcClient, RpcRemoteError
+from atoll.storage.errors import ProtocolError, ShardCorrupt
+from atoll.storage.layout import ShardId
+from atoll.storage.messages import (
+    DeviceInfo,
+    ListPage,
+    ShardInfo,
+    device_info_from_proto,
+    error_from_wire,
+    info_from_proto,
+    list_page_from_proto,
+    shard_id_to_proto,
+)
+from atoll.storage.service import (
+    METHOD_DELETE_SHARD,
+    METHOD_DEVICES,
+    METHOD_GET_SHARD,
+    METHOD_LIST_PG,
+    METHOD_PUT_SHARD,
+    METHOD_STAT_SHARD,
+)
+
+M = TypeVar("M", bound=Message)
+
+Block = ReadableBuffer | tuple[ReadableBuffer, int]
+"""A block to put: its bytes, or its bytes and their CRC-32C computed by the caller
+(where the block was made, say in the thread that encoded it, which keeps the
+checksum off the event loop)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PutResult:
+    info: ShardInfo
+    replaced: bool
+    """A file of the same shard was there and was replaced."""
+
+
+def _raise_remote(err: RpcRemoteError) -> NoReturn:
+    typed = error_from_wire(err.code, err.detail)
+    if typed is None:
+        raise err
+    raise typed from err
+
+
+def _parse_reply(cls: type[M], data: bytes) -> M:
+    """A reply message; `ProtocolError` if it does not parse."""
+    try:
+        return cls.FromString(data)
+    except DecodeError as err:
+        raise ProtocolError(f"a reply that is not a {cls.__name__}: {err}") from err
+
+
+class StorageClient:
+    """The shard service of the node at the other end of `rpc` (which the caller
+    owns and closes). `timeout_s` bounds every wait for the peer (atoll.rpc's
+    `timeout_s`: for a stream, each wait for a chunk or for window room)."""
+
+    def __init__(self, rpc: RpcClient, *, timeout_s: float = CALL_TIMEOUT_S) -> None:
+        self.rpc = rpc
+        self.timeout_s = timeout_s
+
+    async def _call(self, method: str, message: bytes) -> bytes:
+        try:
+            reply = await self.rpc.call(method, message, timeout_s=self.timeout_s)
+        except RpcRemoteError as err:
+            _raise_remote(err)
+        return reply.message
+
+    async def put_shard(
+        self,
+        device_id: int,
+        shard: ShardId,
+        layout: StripeLayout,
+        blocks: AsyncIterable[Block] | Iterable[Block],
+        *,
+        epoch: int,
+        data_length: int | Awaitable[int],
+    ) -> PutResult:
+        """Store shard file `shard` on `device_id`: block j is shard `shard_index` of
+        stripe j of the part (`layout` says the sizes). Returns once the file is
+        durable. `data_length` is the part's length, or an awaitable of it when it is
+        known only after the last block (then the service reserves capacity block by
+        block). A block's buffer must not change until this returns."""
+        request = storage_pb2.PutShardRequest(
+            epoch=epoch,
+            device_id=device_id,
+            shard=shard_id_to_proto(shard),
+            k=layout.k,
+            m=layout.m,
+            block_size=layout.block_size,
+        )
+        if isinstance(data_length, int):
+            request.data_length = data_length
+        chunks = _put_chunks(request.SerializeToString(), blocks, data_length)
+        try:
+            reply = await self.rpc.call_stream(METHOD_PUT_SHARD, chunks, timeout_s=self.timeout_s)
+        except RpcRemoteError as err:
+            _raise_remote(err)
+        finally:
+            await chunks.aclose()
+        pb = _parse_reply(storage_pb2.PutShardReply, reply.message)
+        return PutResult(info_from_proto(pb.info), pb.replaced)
+
+    async def get_shard(
+        self,
+        device_id: int,
+        shard: ShardId,
+        *,
+        epoch: int,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> AsyncGenerator[memoryview, None]:
+        """Bytes `[offset, offset + length)` of the shard's data (to its end if
+        `length` is None), in order, as pieces of at most one block, each checked
+        against the CRC-32C the service sent with it. A corrupt block on the device
+        raises `ShardCorrupt` after the good pieces before it, and no byte of it is
+        yielded. Wrap in `contextlib.aclosing` to stop early promptly."""
+        request = storage_pb2.GetShardRequest(
+            epoch=epoch, device_id=device_id, shard=shard_id_to_proto(shard), offset=offset
+        )
+        if length is not None:
+            request.length = length
+        expected = offset
+        stream = self.rpc.stream(
+            METHOD_GET_SHARD, request.SerializeToString(), timeout_s=self.timeout_s
+        )
+        try:
+            async with contextlib.aclosing(stream):
+                async for reply in stream:
+                    chunk = _parse_reply(storage_pb2.GetShardChunk, reply.message)
+                    data = memoryview(reply.payload).cast("B")
+                    if chunk.offset != expected or not data:
+                        raise ProtocolError(
+                            f"get_shard of {shard}: a chunk of {len(data)} bytes at offset "
+                            f"{chunk.offset}, expected one at {expected}",
+                            device_id=device_id,
+                        )
+                    actual = crc32c.crc32c(data)
+                    if actual != chunk.crc32c:
+                        raise ShardCorrupt(
+                            f"get_shard of {shard}: bytes received at shard offset "
+                            f"{chunk.offset} fail their CRC-32C (damaged in transit)",
+                            file=f"<stream from device {device_id}>",
+                            offset=chunk.offset,
+                            expected=chunk.crc32c,
+                            actual=actual,
+                            device_id=device_id,
+                        )
+                    expected += len(data)
+                    yield data
+        except RpcRemoteError as err:
+            _raise_remote(err)
+        if length is not None and expected != offset + length:
+            raise ProtocolError(
+                f"get_shard of {shard}: the stream ended at offset {expected}, "
+                f"expected {offset + length}",
+                device_id=device_id,
+            )
+
+    async def stat(self, device_id: int, shard: ShardId, *, epoch: int) -> ShardInfo:
+        request = storage_pb2.StatShardRequest(
+            epoch=epoch, device_id=device_id, shard=shard_id_to_proto(shard)
+        )
+        data = await self._call(METHOD_STAT_SHARD, request.SerializeToString())
+        return info_from_proto(_parse_reply(storage_pb2.StatShardReply, data).info)
+
+    async def list_pg(
+        self,
+        device_id: int,
+        pool_id: int,
+        pg: int,
+        *,
+        epoch: int,
+        start_after: str = "",
+        limit: int = 0,
+    ) -> ListPage:
+        """One page of the PG's shard files on the device (`limit` 0: the server's
+        page size); continue with `start_after=page.next_start_after` until it is
+        empty."""
+        request = storage_pb2.ListPgRequest(
+            epoch=epoch,
+            device_id=device_id,
+            pool_id=pool_id,
+            pg=pg,
+            start_after=start_after,
+            limit=limit,
+        )
+        data = await self._call(METHOD_LIST_PG, request.SerializeToString())
+        return list_page_from_proto(_parse_reply(storage_pb2.ListPgReply, data))
+
+    async def delete(self, device_id: int, shard: ShardId, *, epoch: int) -> bool:
+        """Remove the shard's file; False if there was none."""
+        request = storage_pb2.DeleteShardRequest(
+            epoch=epoch, device_id=device_id, shard=shard_id_to_proto(shard)
+        )
+        data = await self._call(METHOD_DELETE_SHARD, request.SerializeToString())
+        return _parse_reply(storage_pb2.DeleteShardReply, data).deleted
+
+    async def devices(self) -> list[DeviceInfo]:
+        data = await self._call(METHOD_DEVICES, storage_pb2.DevicesRequest().SerializeToString())
+        return [
+            device_info_from_proto(d) for d in _parse_reply(storage_pb2.DevicesReply, data).devices
+        ]
+
+
+async def _put_chunks(
+    request: bytes,
+    blocks: AsyncIterable[Block] | Iterable[Block],
+    data_length: int | Awaitable[int],
+) -> AsyncGenerator[Chunk, None]:
+    yield request, None
+    if isinstance(blocks, AsyncIterable):
+        async for block in blocks:
+            yield _block_chunk(block)
+    else:
+        for block in blocks:
+            yield _block_chunk(block)
+    if not isinstance(data_length, int):
+        trailer = storage_pb2.PutShardChunk(data_length=await data_length)
+        yield trailer.SerializeToString(), None
+
+
+def _block_chunk(block: Block) -> Chunk:
+    if isinstance(block, tuple):
+        payload, crc = block
+    else:
+        payload, crc = block, crc32c.crc32c(block)
+    return storage_pb2.PutShardChunk(crc32c=crc).SerializeToString(), payload
+
+
+__all__ = ["Block", "PutResult", "StorageClient"]

@@ -1,0 +1,641 @@
+"""The storage node's shard service on `atoll.rpc` (shared/DESIGN.md §4-§5; methods,
+messages and error codes in docs/formats/storage.md §4-§5). Does file I/O, always in
+its own bounded thread pool, never on the event loop.
+
+Methods (`rpc_handlers()` and `rpc_stream_handlers()`, to be served by the node's
+`RpcServer`):
+
+- `storage.put_shard` (client stream): the first chunk's message is a
+  `PutShardRequest`; each later chunk's payload is the next block of the shard file,
+  with a `PutShardChunk` (its CRC-32C) as message. The blocks go to a temporary file;
+  once the last has arrived the file is fsynced, renamed into place and its
+  directory fsynced, and only then is the put answered (`PutShardReply`). Capacity
+  is reserved before anything is written (`capacity.py`); any failure removes the
+  temporary file, so no partial file is ever visible.
+- `storage.get_shard` (server stream): bytes of the shard's data, a block (or the
+  piece of one a range needs) per chunk, every block's CRC-32C verified before any of
+  it is sent. A bad block ends the stream with `shard_corrupt`; the chunks before it
+  were good, and no byte of the bad block is sent.
+- `storage.stat_shard`, `storage.list_pg`, `storage.delete_shard`, `storage.devices`.
+
+Every request but `storage.devices` carries the cluster-map epoch it was routed with;
+the node's `check_epoch(epoch)` hook returns a reason to refuse it (`stale_epoch`) or
+None. A device whose I/O fails with a device fault (`errors.classify_os_error`) is
+marked failed, the node's `on_device_failure(device_id, error)` hook is called once,
+and the device refuses every later request with `device_failed`.
+
+Failures reach the caller as atoll.rpc application errors: `HandlerError(code,
+ErrorDetail)` with the stable codes of `errors.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from atoll.erasure.errors import (
+    ErasureError,
+    HeaderFieldError,
+    InvalidProfile,
+    InvalidRange,
+    ShardLengthError,
+    ShardWriteError,
+)
+from atoll.erasure.errors import ShardCorrupt as ShardFileCorrupt
+from atoll.erasure.shard_file import ShardReader, ShardWriter
+from atoll.erasure.shard_format import (
+    CRC_BYTES,
+    DATA_LENGTH_UNFINISHED,
+    ShardHeader,
+    encode_header,
+    file_size,
+)
+from atoll.proto import storage_pb2
+from atoll.rpc import Chunk, ClientStreamHandler, Handler, Reply
+from atoll.storage.capacity import Reservation
+from atoll.storage.devices import Device, DeviceConfig
+from atoll.storage.errors import (
+    FAULT_DEVICE,
+    FAULT_FULL,
+    DeviceFailed,
+    DeviceFull,
+    InvalidArgument,
+    ShardCorrupt,
+    StaleEpoch,
+    StorageError,
+    UnknownDevice,
+    classify_os_error,
+)
+from atoll.storage.layout import ShardId, check_shard_id, shard_file_name
+from atoll.storage.messages import (
+    DeviceInfo,
+    device_info_to_proto,
+    handler_error,
+    info_to_proto,
+    parse,
+    shard_id_from_proto,
+    shard_info,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+METHOD_PUT_SHARD = "storage.put_shard"
+METHOD_GET_SHARD = "storage.get_shard"
+METHOD_STAT_SHARD = "storage.stat_shard"
+METHOD_LIST_PG = "storage.list_pg"
+METHOD_DELETE_SHARD = "storage.delete_shard"
+METHOD_DEVICES = "storage.devices"
+
+CheckEpoch = Callable[[int], "str | None"]
+OnDeviceFailure = Callable[[int, OSError], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageConfig:
+    """Limits of the service (shared/STYLE.md §6: a limit on everything)."""
+
+    device_io_max: int = 4
+    """Blocking calls (a block write, a batch read, an fsync) running at once per device."""
+    writers_per_device_max: int = 64
+    """Shard files open for writing at once per device; more puts wait."""
+    io_threads_max: int = 32
+    """Threads of the service's pool (also bounded by devices x device_io_max)."""
+    read_batch_bytes: int = 4 * 1024 * 1024
+    """Bytes `get_shard` reads and verifies per call into the pool (at least a block)."""
+    write_batch_blocks_max: int = 16
+    write_batch_bytes_max: int = 4 * 1024 * 1024
+    """Blocks of a put gathered while the previous batch is written (one thread
+    hand-off per batch); the put stops taking chunks beyond this."""
+    list_page_max: int = 1000
+    """Most entries in one `list_pg` reply."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "device_io_max",
+            "writers_per_device_max",
+            "io_threads_max",
+            "read_batch_bytes",
+            "write_batch_blocks_max",
+            "write_batch_bytes_max",
+            "list_page_max",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"storage config: {name} must be >= 1")
+
+
+async def _run_to_end(future: asyncio.Future[T]) -> T:
+    """Await a call running in a thread. If the awaiting task is cancelled, wait for
+    the call to end before letting the cancellation through: the caller's cleanup
+    (aborting a writer, closing a reader) must not race with it."""
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            # Held back only until the thread returns; re-raised just below.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: the cancellation is what propagates
+        raise
+
+
+def _translate_erasure(err: ErasureError, device_id: int) -> StorageError:
+    if isinstance(err, ShardFileCorrupt):
+        return ShardCorrupt(
+            str(err),
+            file=err.file,
+            block=err.block,
+            offset=err.offset,
+            expected=err.expected,
+            actual=err.actual,
+            device_id=device_id,
+        )
+    if isinstance(
+        err, ShardWriteError | HeaderFieldError | InvalidRange | InvalidProfile | ShardLengthError
+    ):
+        return InvalidArgument(str(err), device_id=device_id)
+    return StorageError(f"{type(err).__name__}: {err}", device_id=device_id)
+
+
+class StorageService:
+    """The shard service over `devices` (device id -> directory and capacity).
+
+    `start()` scans every device (removing temporary files left by a crash) before
+    the handlers are served; `stop()` waits for the thread pool. The hooks are the
+    node's: `check_epoch(epoch)` returns a reason to refuse a request routed with
+    that map epoch, or None; `on_device_failure(device_id, error)` is called once per
+    device whose I/O fails (the node marks it failed in the map). Both are called on
+    the event loop and must not block.
+    """
+
+    def __init__(
+        self,
+        devices: Mapping[int, DeviceConfig],
+        *,
+        check_epoch: CheckEpoch,
+        on_device_failure: OnDeviceFailure,
+        config: StorageConfig | None = None,
+    ) -> None:
+        config = config or StorageConfig()
+        paths = [d.path for d in devices.values()]
+        if len(set(paths)) != len(paths):
+            raise ValueError(f"storage devices must have distinct directories: {paths}")
+        self.config = config
+        self._devices = {
+            device_id: Device(
+                device_id,
+                device_config,
+                io_max=config.device_io_max,
+                writers_max=config.writers_per_device_max,
+            )
+            for device_id, device_config in sorted(devices.items())
+        }
+        self._check_epoch = check_epoch
+        self._on_device_failure = on_device_failure
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.temp_files_removed = 0
+        """Temporary files of crashed writes removed at start-up (all devices)."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._executor is not None:
+            raise RuntimeError("the storage service is already started")
+        threads = min(
+            self.config.io_threads_max, max(1, len(self._devices)) * self.config.device_io_max
+        )
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            threads, thread_name_prefix="atoll-storage"
+        )
+        await asyncio.gather(*(self._start_device(device) for device in self._devices.values()))
+
+    async def _start_device(self, device: Device) -> None:
+        try:
+            scan = await self._io(device, device.scan_sync)
+        except StorageError as err:
+            log.error("storage: device %d (%s) unusable at start: %s", device.id, device.path, err)
+            return
+        device.start(scan)
+        self.temp_files_removed += scan.temp_files_removed
+        log.info(
+            "storage: device %d (%s): %d shard files, %d bytes of %d; %d temporary files removed",
+            device.id,
+            device.path,
+            len(scan.file_sizes),
+            sum(scan.file_sizes),
+            scan.capacity_bytes,
+            scan.temp_files_removed,
+        )
+
+    async def stop(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+
+    def rpc_handlers(self) -> dict[str, Handler]:
+        return {
+            METHOD_GET_SHARD: self._get_shard,
+            METHOD_STAT_SHARD: self._answering(self._stat_shard),
+            METHOD_LIST_PG: self._answering(self._list_pg),
+            METHOD_DELETE_SHARD: self._answering(self._delete_shard),
+            METHOD_DEVICES: self._answering(self._devices_call),
+        }
+
+    def rpc_stream_handlers(self) -> dict[str, ClientStreamHandler]:
+        return {METHOD_PUT_SHARD: self._put_shard}
+
+    def device_infos(self) -> list[DeviceInfo]:
+        """Every device's capacity and usage, for heartbeats and `storage.devices`."""
+        infos = []
+        for device in self._devices.values():
+            ledger = device.ledger if device.started else None
+            infos.append(
+                DeviceInfo(
+                    device_id=device.id,
+                    path=device.path,
+                    capacity_bytes=ledger.capacity_bytes
+                    if ledger
+                    else device.config.capacity_bytes,
+                    used_bytes=ledger.used_bytes if ledger else 0,
+                    reserved_bytes=ledger.reserved_bytes if ledger else 0,
+                    shard_files=ledger.shard_files if ledger else 0,
+                    failed=device.failure is not None,
+                    failure=device.failure or "",
+                )
+            )
+        return infos
+
+    # -- shared --------------------------------------------------------------------------
+
+    @staticmethod
+    def _answering(
+        call: Callable[[bytes], Awaitable[Chunk]],
+    ) -> Handler:
+        """A handler answering `StorageError`s with their application error."""
+
+        async def handler(message: bytes, payload: bytes | memoryview) -> Chunk:
+            try:
+                return await call(message)
+            except StorageError as err:
+                raise handler_error(err) from err
+
+        return handler
+
+    def _device(self, device_id: int, epoch: int) -> Device:
+        """The device a request names, once its epoch is accepted."""
+        reason = self._check_epoch(epoch)
+        if reason is not None:
+            raise StaleEpoch(f"epoch {epoch} refused: {reason}", epoch=epoch, device_id=device_id)
+        device = self._devices.get(device_id)
+        if device is None:
+            raise UnknownDevice(
+                f"not a device of this node (it has {sorted(self._devices)})", device_id=device_id
+            )
+        if device.failure is not None:
+            raise DeviceFailed(f"failed: {device.failure}", device_id=device_id)
+        if not device.started:
+            raise StorageError("the storage service is not started", device_id=device_id)
+        return device
+
+    async def _io(self, device: Device, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the pool, at most `device_io_max` at once on `device`;
+        failures translated to storage errors (and device faults reported)."""
+        executor = self._executor
+        if executor is None:
+            raise StorageError("the storage service is not started", device_id=device.id)
+        async with device.io_slots:
+            future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+            try:
+                return await _run_to_end(future)
+            except StorageError:
+                raise
+            except OSError as err:
+                translated = self._os_error(device, err)
+                if translated is None:
+                    raise  # neither full nor failed (EMFILE, ...): the caller's to report
+                raise translated from err
+            except ErasureError as err:
+                raise _translate_erasure(err, device.id) from err
+
+    def _os_error(self, device: Device, err: OSError) -> StorageError | None:
+        kind = classify_os_error(err)
+        if kind == FAULT_FULL:
+            return DeviceFull(f"the file system is full: {err}", device_id=device.id)
+        if kind == FAULT_DEVICE:
+            self._device_failed(device, err)
+            return DeviceFailed(f"I/O failed: {err}", device_id=device.id)
+        return None
+
+    def _device_failed(self, device: Device, err: OSError) -> None:
+        if not device.mark_failed(err):
+            return
+        log.error("storage: device %d (%s) failed: %s", device.id, device.path, err)
+        try:
+            self._on_device_failure(device.id, err)
+        except Exception:  # the node's hook; the device is failed either way
+            log.exception("storage: on_device_failure hook failed for device %d", device.id)
+
+    async def _cleanup(self, device: Device, fn: Callable[[], object], what: str) -> None:
+        """Run a cleanup call (abort a writer) in the pool, to its end even if
+        cancelled; its failure is logged, not raised (the original error matters)."""
+        try:
+            await self._io(device, fn)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # cleanup after a failure: report the first error
+            log.warning("storage: device %d: %s failed: %s", device.id, what, err)
+
+    # -- put_shard -------------------------------------------------------------------------
+
+    async def _put_shard(self, chunks: AsyncIterator[Reply]) -> Chunk:
+        try:
+            return await self._put(chunks)
+        except StorageError as err:
+            raise handler_error(err) from err
+
+    async def _put(self, chunks: AsyncIterator[Reply]) -> Chunk:
+        first = await anext(chunks, None)
+        if first is None:
+            raise InvalidArgument("put_shard: the stream had no request chunk")
+        request = parse(storage_pb2.PutShardRequest, first.message, "put_shard request")
+        if len(first.payload):
+            raise InvalidArgument("put_shard: the request chunk carries no payload")
+        device = self._device(request.device_id, request.epoch)
+        shard = shard_id_from_proto(request.shard)
+        header = _put_header(shard, request, device.id)
+        header_bytes = len(encode_header(header))
+        length_known = header.data_length != DATA_LENGTH_UNFINISHED
+        first_bytes = file_size(header, header_bytes) if length_known else header_bytes
+        what = f"put of {shard}"
+        reservation = device.ledger.reserve(first_bytes, what)
+        writer: ShardWriter | None = None
+        try:
+            async with device.writer_slots:
+                writer = await self._io(device, device.open_writer_sync, shard, header)
+                data_length = await self._receive_blocks(device, writer, chunks, reservation)
+                async with device.name_lock(shard_file_name(shard)):
+                    file_bytes, replaced = await self._io(
+                        device, device.commit_writer_sync, writer, data_length
+                    )
+                    writer = None  # durable: nothing to abort
+                    device.ledger.commit(reservation, file_bytes, replaced)
+        finally:
+            if writer is not None:
+                await self._cleanup(device, writer.abort, f"abort of {what}")
+            reservation.release()
+        info = shard_info(
+            shard.pool_id,
+            shard.pg,
+            header.finished(data_length),
+            file_bytes,
+            shard_file_name(shard),
+        )
+        reply = storage_pb2.PutShardReply(info=info_to_proto(info), replaced=replaced is not None)
+        return reply.SerializeToString(), None
+
+    async def _receive_blocks(
+        self,
+        device: Device,
+        writer: ShardWriter,
+        chunks: AsyncIterator[Reply],
+        reservation: Reservation,
+    ) -> int:
+        """Write every block chunk; the part's data length (from the request or the
+        trailing chunk)."""
+        header = writer.header
+        length_known = header.data_length != DATA_LENGTH_UNFINISHED
+        full = header.layout.full_shard_bytes
+        trailer: int | None = None
+        batches = _WriteBehind(self, device, writer)
+        try:
+            async for chunk in chunks:
+                message = parse(storage_pb2.PutShardChunk, chunk.message, "put_shard chunk")
+                size = len(chunk.payload)
+                if trailer is not None:
+                    raise InvalidArgument(f"{writer.path}: a chunk after the data length")
+                if message.HasField("data_length"):
+                    if length_known or size:
+                        raise InvalidArgument(
+                            f"{writer.path}: a data length chunk must have no payload, and "
+                            "only when the request had none"
+                        )
+                    trailer = message.data_length
+                    continue
+                if not 0 < size <= full:
+                    raise InvalidArgument(
+                        f"{writer.path}: a block of {size} bytes, outside 1..{full}"
+                    )
+                if not length_known:
+                    reservation.grow(size + CRC_BYTES)
+                crc = message.crc32c if message.HasField("crc32c") else None
+                await batches.add(chunk.payload, crc)
+            await batches.flush()
+        finally:
+            await batches.settle()
+        if length_known:
+            return header.data_length
+        if trailer is None:
+            raise InvalidArgument(f"{writer.path}: the stream ended without the data length")
+        return trailer
+
+    # -- get_shard -------------------------------------------------------------------------
+
+    async def _get_shard(self, message: bytes, payload: bytes | memoryview) -> AsyncIterator[Chunk]:
+        try:
+            request = parse(storage_pb2.GetShardRequest, message, "get_shard request")
+            device = self._device(request.device_id, request.epoch)
+            shard = _checked_shard(request.shard)
+        except StorageError as err:
+            raise handler_error(err) from err
+        length = request.length if request.HasField("length") else None
+        return self._get_stream(device, shard, request.offset, length)
+
+    async def _get_stream(
+        self, device: Device, shard: ShardId, offset: int, length: int | None
+    ) -> AsyncIterator[Chunk]:
+        try:
+            reader = await self._io(device, device.open_reader_sync, shard)
+            try:
+                async for chunk in self._read_range(device, reader, offset, length):
+                    yield chunk
+            finally:
+                reader.close()
+        except StorageError as err:
+            raise handler_error(err) from err
+
+    async def _read_range(
+        self, device: Device, reader: ShardReader, offset: int, length: int | None
+    ) -> AsyncIterator[Chunk]:
+        layout = reader.layout
+        total = layout.shard_data_bytes(reader.header.data_length)
+        if length is None:
+            length = max(0, total - offset)
+        if offset + length > total:
+            raise InvalidArgument(
+                f"{reader.path}: range [{offset}, {offset + length}) outside the shard's "
+                f"{total} bytes",
+                device_id=device.id,
+            )
+        if length == 0:
+            return
+        full = layout.full_shard_bytes
+        per_batch = max(1, self.config.read_batch_bytes // (full + CRC_BYTES))
+        first, last = offset // full, (offset + length - 1) // full
+        for batch in range(first, last + 1, per_batch):
+            end = min(last + 1, batch + per_batch)
+            pieces = await self._io(
+                device, device.read_pieces_sync, reader, batch, end, offset, offset + length
+            )
+            for piece in pieces:
+                chunk = storage_pb2.GetShardChunk(offset=piece.offset, crc32c=piece.crc32c)
+                yield chunk.SerializeToString(), piece.data
+
+    # -- stat, list, delete, devices -----------------------------------------------------
+
+    async def _stat_shard(self, message: bytes) -> Chunk:
+        request = parse(storage_pb2.StatShardRequest, message, "stat_shard request")
+        device = self._device(request.device_id, request.epoch)
+        shard = _checked_shard(request.shard)
+        reader = await self._io(device, device.open_reader_sync, shard)
+        try:
+            size = file_size(reader.header, reader.header_length)
+            info = shard_info(shard.pool_id, shard.pg, reader.header, size, shard_file_name(shard))
+        finally:
+            reader.close()
+        return storage_pb2.StatShardReply(info=info_to_proto(info)).SerializeToString(), None
+
+    async def _list_pg(self, message: bytes) -> Chunk:
+        request = parse(storage_pb2.ListPgRequest, message, "list_pg request")
+        device = self._device(request.device_id, request.epoch)
+        page_max = self.config.list_page_max
+        limit = min(request.limit, page_max) if request.limit else page_max
+        entries, next_start_after = await self._io(
+            device, device.list_pg_sync, request.pool_id, request.pg, request.start_after, limit
+        )
+        reply = storage_pb2.ListPgReply(next_start_after=next_start_after)
+        for name, stored, error in entries:
+            listed = reply.shards.add(file_name=name, error=error)
+            if stored is not None:
+                info = shard_info(
+                    request.pool_id, request.pg, stored.header, stored.file_bytes, name
+                )
+                listed.info.CopyFrom(info_to_proto(info))
+        return reply.SerializeToString(), None
+
+    async def _delete_shard(self, message: bytes) -> Chunk:
+        request = parse(storage_pb2.DeleteShardRequest, message, "delete_shard request")
+        device = self._device(request.device_id, request.epoch)
+        shard = _checked_shard(request.shard)
+        async with device.name_lock(shard_file_name(shard)):
+            freed = await self._io(device, device.delete_sync, shard)
+            if freed is not None:
+                device.ledger.remove(freed)
+        reply = storage_pb2.DeleteShardReply(deleted=freed is not None, freed_bytes=freed or 0)
+        return reply.SerializeToString(), None
+
+    async def _devices_call(self, message: bytes) -> Chunk:
+        parse(storage_pb2.DevicesRequest, message, "devices request")
+        reply = storage_pb2.DevicesReply(
+            devices=[device_info_to_proto(info) for info in self.device_infos()]
+        )
+        return reply.SerializeToString(), None
+
+
+class _WriteBehind:
+    """A put's blocks, written in batches: while one batch is written in the pool, the
+    blocks that arrive meanwhile gather into the next, up to `write_batch_blocks_max`
+    blocks or `write_batch_bytes_max` bytes (then the put waits, and the atoll.rpc
+    window holds the sender back). A put so pays one thread hand-off per batch, not
+    per block, and a fast sender gets larger batches. Errors of a batch surface at
+    the next `add` or at `flush`; `settle` waits out a batch still running (always
+    call it before the writer is aborted)."""
+
+    def __init__(self, service: StorageService, device: Device, writer: ShardWriter) -> None:
+        self._service = service
+        self._device = device
+        self._writer = writer
+        self._blocks_max = service.config.write_batch_blocks_max
+        self._bytes_max = service.config.write_batch_bytes_max
+        self._pending: list[tuple[memoryview | bytes, int | None]] = []
+        self._pending_bytes = 0
+        self._running: asyncio.Task[None] | None = None
+
+    async def add(self, payload: memoryview | bytes, crc: int | None) -> None:
+        self._pending.append((payload, crc))
+        self._pending_bytes += len(payload)
+        running = self._running
+        full = len(self._pending) >= self._blocks_max or self._pending_bytes >= self._bytes_max
+        if running is not None and not running.done() and not full:
+            return
+        await self._wait()
+        self._start()
+
+    async def flush(self) -> None:
+        await self._wait()
+        if self._pending:
+            self._start()
+            await self._wait()
+
+    def _start(self) -> None:
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        device = self._device
+        self._running = asyncio.ensure_future(
+            self._service._io(device, device.write_blocks_sync, self._writer, batch)
+        )
+
+    async def _wait(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            await running
+
+    async def settle(self) -> None:
+        running, self._running = self._running, None
+        if running is None:
+            return
+        while not running.done():
+            # Held back only until the batch's thread returns; the caller's own
+            # exception or cancellation is what propagates.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([running])
+        if not running.cancelled():
+            running.exception()  # retrieved: an earlier error is being raised
+
+
+def _checked_shard(pb: storage_pb2.ShardId) -> ShardId:
+    shard = shard_id_from_proto(pb)
+    check_shard_id(shard)
+    return shard
+
+
+def _put_header(
+    shard: ShardId, request: storage_pb2.PutShardRequest, device_id: int
+) -> ShardHeader:
+    """The shard file header a put will write; `InvalidArgument` if it cannot be."""
+    check_shard_id(shard)
+    if request.HasField("data_length") and request.data_length == DATA_LENGTH_UNFINISHED:
+        raise InvalidArgument(f"put of {shard}: data length {DATA_LENGTH_UNFINISHED} is reserved")
+    header = ShardHeader(
+        bucket=shard.bucket,
+        key=shard.key,
+        version_id=shard.version_id,
+        part_number=shard.part_number,
+        shard_index=shard.shard_index,
+        k=request.k,
+        m=request.m,
+        block_size=request.block_size,
+        data_length=request.data_length
+        if request.HasField("data_length")
+        else DATA_LENGTH_UNFINISHED,
+    )
+    try:
+        encode_header(header)  # checks the profile, the shard index and every field
+    except HeaderFieldError as err:
+        raise InvalidArgument(f"put of {shard}: {err}", device_id=device_id) from err
+    return header

@@ -1,0 +1,778 @@
+"""The storage service against real files: a real `RpcServer` on 127.0.0.1 serving
+`StorageService` over device directories under tmp_path, driven by `StorageClient`.
+
+Shards are made by the real codec (`StripeCodec`), read back through the service and
+decoded again; corruption, full devices, crashes (leftover temporary files) and failed
+devices are made by acting on the files and directories themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import random
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import crc32c
+import pytest
+
+from atoll.erasure.codec import StripeCodec
+from atoll.erasure.shard_file import ShardWriter, is_temp_name
+from atoll.erasure.shard_format import CRC_BYTES, ShardHeader, encode_header
+from atoll.erasure.stripe import StripeLayout
+from atoll.proto import storage_pb2
+from atoll.rpc import Chunk, RpcClient, RpcServer
+from atoll.storage import (
+    METHOD_GET_SHARD,
+    DeviceConfig,
+    DeviceFailed,
+    DeviceFull,
+    InvalidArgument,
+    ProtocolError,
+    ShardCorrupt,
+    ShardId,
+    ShardNotFound,
+    StaleEpoch,
+    StorageClient,
+    StorageConfig,
+    StorageService,
+    UnknownDevice,
+    shard_file_name,
+    shard_relative_path,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+HOST = "127.0.0.1"
+EPOCH = 5
+WAIT_S = 10.0
+
+
+@dataclasses.dataclass
+class Node:
+    service: StorageService
+    server: RpcServer
+    client: StorageClient
+    devices: dict[int, Path]
+    failures: list[tuple[int, OSError]]
+    epochs_seen: list[int]
+
+
+@contextlib.asynccontextmanager
+async def storage_node(
+    devices: dict[int, Path],
+    *,
+    capacity_bytes: dict[int, int] | None = None,
+    min_epoch: int = 0,
+    config: StorageConfig | None = None,
+    create: bool = True,
+) -> AsyncIterator[Node]:
+    """A storage service on `devices` behind a real RpcServer, and a client."""
+    if create:
+        for path in devices.values():
+            path.mkdir(parents=True, exist_ok=True)
+    capacity_bytes = capacity_bytes or {}
+    failures: list[tuple[int, OSError]] = []
+    epochs: list[int] = []
+
+    def check_epoch(epoch: int) -> str | None:
+        epochs.append(epoch)
+        return f"the node's map is at epoch {min_epoch}" if epoch < min_epoch else None
+
+    service = StorageService(
+        {i: DeviceConfig(str(p), capacity_bytes.get(i, 0)) for i, p in devices.items()},
+        check_epoch=check_epoch,
+        on_device_failure=lambda device_id, err: failures.append((device_id, err)),
+        config=config,
+    )
+    await service.start()
+    server = RpcServer(
+        service.rpc_handlers(), HOST, 0, client_stream_handlers=service.rpc_stream_handlers()
+    )
+    await server.start()
+    rpc = await RpcClient.connect(HOST, server.port)
+    try:
+        yield Node(service, server, StorageClient(rpc), devices, failures, epochs)
+    finally:
+        await rpc.close()
+        await server.stop()
+        await service.stop()
+
+
+def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(body())
+
+
+def device_dirs(tmp_path: Path, count: int) -> dict[int, Path]:
+    return {i: tmp_path / f"disk{i}" for i in range(count)}
+
+
+def encode(data: bytes, layout: StripeLayout) -> list[list[bytes]]:
+    """blocks[i][j]: shard i of stripe j, as a gateway makes them."""
+    codec = StripeCodec(layout)
+    blocks: list[list[bytes]] = [[] for _ in range(layout.n)]
+    for start in range(0, len(data), layout.block_size):
+        for i, shard in enumerate(codec.encode(data[start : start + layout.block_size])):
+            blocks[i].append(bytes(shard))
+    return blocks
+
+
+def decode(shards: dict[int, bytes], layout: StripeLayout, data_length: int) -> bytes:
+    """The part from any k whole shards (each its blocks end to end)."""
+    codec = StripeCodec(layout)
+    out = bytearray()
+    at = 0
+    for stripe in range(layout.stripe_count(data_length)):
+        size = layout.block_bytes(data_length, stripe)
+        pieces = codec.decode(
+            {i: shard[at : at + size] for i, shard in shards.items()},
+            layout.stripe_length(data_length, stripe),
+        )
+        for piece in pieces:
+            out += piece
+        at += size
+    return bytes(out)
+
+
+def shard_id(index: int, *, key: str = "photos/cat.jpg", pg: int = 7) -> ShardId:
+    return ShardId(1, pg, "bucket", key, "v1", 0, index)
+
+
+async def read_all(
+    node: Node, device_id: int, shard: ShardId, *, offset: int = 0, length: int | None = None
+) -> bytes:
+    stream = node.client.get_shard(device_id, shard, epoch=EPOCH, offset=offset, length=length)
+    return b"".join([bytes(piece) async for piece in stream])
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll `condition` until it holds (a wait for a state, not a fixed sleep)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+# -- put and get -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("k", "m"), [(1, 0), (1, 2), (2, 1), (4, 2), (8, 3)])
+def test_put_then_get_whole_and_ranges_then_decode(tmp_path: Path, k: int, m: int) -> None:
+    layout = StripeLayout(k, m, 8 * 1024)
+    data = random.Random(k * 10 + m).randbytes(3 * layout.block_size + 1234)
+    blocks = encode(data, layout)
+    shard_data = [b"".join(b) for b in blocks]
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, layout.n)) as node:
+            results = await asyncio.gather(
+                *(
+                    node.client.put_shard(
+                        i, shard_id(i), layout, blocks[i], epoch=EPOCH, data_length=len(data)
+                    )
+                    for i in range(layout.n)
+                )
+            )
+            for i, result in enumerate(results):
+                path = node.devices[i] / shard_relative_path(shard_id(i))
+                assert result.info.file_bytes == path.stat().st_size
+                assert result.info.shard_bytes == len(shard_data[i])
+                assert (result.info.data_length, result.replaced) == (len(data), False)
+                assert await read_all(node, i, shard_id(i)) == shard_data[i]
+            # Any k shards decode: here the last k, so parity is used wherever m > 0.
+            last_k = {i: await read_all(node, i, shard_id(i)) for i in range(m, layout.n)}
+            assert decode(last_k, layout, len(data)) == data
+            full = layout.full_shard_bytes
+            total = len(shard_data[0])
+            for offset, length in [
+                (0, 1),
+                (full - 3, 7),  # across a block boundary
+                (full, full),  # exactly one block
+                (5, 2 * full + 10),
+                (total - 1, 1),
+                (total, 0),
+                (17, None),  # to the end
+            ]:
+                expected = shard_data[0][offset : None if length is None else offset + length]
+                got = await read_all(node, 0, shard_id(0), offset=offset, length=length)
+                assert got == expected, (offset, length)
+
+    run(body)
+
+
+def test_put_with_the_length_known_only_at_the_end(tmp_path: Path) -> None:
+    layout = StripeLayout(4, 2, 4096)
+    data = random.Random(1).randbytes(5 * 4096 + 99)
+    blocks = encode(data, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1)) as node:
+            length: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+            async def stream() -> AsyncIterator[bytes]:
+                for block in blocks[5]:
+                    yield block
+                length.set_result(len(data))  # as a chunked upload learns it at the end
+
+            result = await node.client.put_shard(
+                0, shard_id(5), layout, stream(), epoch=EPOCH, data_length=length
+            )
+            assert result.info.data_length == len(data)
+            assert await read_all(node, 0, shard_id(5)) == b"".join(blocks[5])
+            devices = await node.client.devices()
+            assert devices[0].used_bytes == result.info.file_bytes
+            assert devices[0].reserved_bytes == 0
+
+    run(body)
+
+
+def test_a_second_put_replaces_the_shard_and_counts_once(tmp_path: Path) -> None:
+    layout = StripeLayout(2, 1, 4096)
+    first, second = encode(b"a" * 10_000, layout), encode(b"b" * 3000, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1)) as node:
+            await node.client.put_shard(
+                0, shard_id(0), layout, first[0], epoch=EPOCH, data_length=10_000
+            )
+            result = await node.client.put_shard(
+                0, shard_id(0), layout, second[0], epoch=EPOCH, data_length=3000
+            )
+            assert result.replaced
+            assert await read_all(node, 0, shard_id(0)) == b"".join(second[0])
+            (device,) = await node.client.devices()
+            assert (device.used_bytes, device.shard_files) == (result.info.file_bytes, 1)
+
+    run(body)
+
+
+# -- crash leftovers ---------------------------------------------------------------------------
+
+
+def test_leftover_temp_files_are_not_listed_and_are_removed_at_start_up(tmp_path: Path) -> None:
+    layout = StripeLayout(2, 1, 4096)
+    blocks = encode(b"x" * 9000, layout)
+    disk = tmp_path / "disk0"
+
+    async def put_one() -> int:
+        async with storage_node({0: disk}) as node:
+            result = await node.client.put_shard(
+                0, shard_id(0), layout, blocks[0], epoch=EPOCH, data_length=9000
+            )
+            return result.info.file_bytes
+
+    async def body() -> None:
+        file_bytes = await put_one()
+        pg_dir = disk / "pgs" / "1.7"
+        # A crash in the middle of a write: the writer's temporary file, never finished.
+        header = ShardHeader("bucket", "other", "", 0, 1, 2, 1, 4096, 9000)
+        crashed = ShardWriter(str(pg_dir), "0" * 32 + ".0.1.shard", header)
+        crashed.write_block(blocks[1][0])
+        leftover = Path(crashed.temp_path)
+        assert files_under(pg_dir) == sorted([shard_file_name(shard_id(0)), leftover.name])
+        assert is_temp_name(leftover.name)
+        async with storage_node({0: disk}) as node:
+            assert files_under(pg_dir) == [shard_file_name(shard_id(0))]
+            assert node.service.temp_files_removed == 1
+            page = await node.client.list_pg(0, 1, 7, epoch=EPOCH)
+            assert [s.info.shard if s.info else None for s in page.shards] == [shard_id(0)]
+            (device,) = await node.client.devices()
+            assert (device.used_bytes, device.shard_files) == (file_bytes, 1)
+            # One that appears while the service runs (a write in flight) is not listed.
+            (pg_dir / f".{'1' * 32}.0.2.shard.abcdef.tmp").write_bytes(b"partial")
+            page = await node.client.list_pg(0, 1, 7, epoch=EPOCH)
+            assert len(page.shards) == 1
+        crashed.abort()  # the test's own descriptor; the file is already gone
+
+    run(body)
+
+
+# -- corruption --------------------------------------------------------------------------------
+
+
+def flip_bit(path: Path, offset: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x10]))
+
+
+def test_a_flipped_bit_is_shard_corrupt_and_no_bad_byte_is_delivered(tmp_path: Path) -> None:
+    layout = StripeLayout(4, 2, 4 * 4096)
+    data = random.Random(2).randbytes(4 * layout.block_size)
+    blocks = encode(data, layout)
+    full = layout.full_shard_bytes
+    header_bytes = len(
+        encode_header(
+            ShardHeader("bucket", "photos/cat.jpg", "v1", 0, 3, 4, 2, 4 * 4096, len(data))
+        )
+    )
+    # One block per read, so the good blocks before the bad one are sent.
+    config = StorageConfig(read_batch_bytes=1)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1), config=config) as node:
+            await node.client.put_shard(
+                0, shard_id(3), layout, blocks[3], epoch=EPOCH, data_length=len(data)
+            )
+            path = node.devices[0] / shard_relative_path(shard_id(3))
+            flip_bit(path, header_bytes + 2 * (full + CRC_BYTES) + 100)  # in block 2
+            received = bytearray()
+            with pytest.raises(ShardCorrupt) as caught:
+                async for piece in node.client.get_shard(0, shard_id(3), epoch=EPOCH):
+                    received += piece
+            assert caught.value.block == 2
+            assert caught.value.device_id == 0
+            assert caught.value.expected != caught.value.actual
+            assert bytes(received) == blocks[3][0] + blocks[3][1]
+            # A range in the bad block fails; one beside it is served.
+            with pytest.raises(ShardCorrupt):
+                await read_all(node, 0, shard_id(3), offset=2 * full + 50, length=10)
+            assert (
+                await read_all(node, 0, shard_id(3), offset=3 * full, length=full) == blocks[3][3]
+            )
+            # The header is intact: stat still works. Break it and stat fails too.
+            assert (await node.client.stat(0, shard_id(3), epoch=EPOCH)).data_length == len(data)
+            flip_bit(path, 20)
+            with pytest.raises(ShardCorrupt):
+                await node.client.stat(0, shard_id(3), epoch=EPOCH)
+            page = await node.client.list_pg(0, 1, 7, epoch=EPOCH)
+            assert [(s.info, bool(s.error)) for s in page.shards] == [(None, True)]
+            # A corrupt file can still be deleted (the repairer rewrites the shard).
+            assert await node.client.delete(0, shard_id(3), epoch=EPOCH)
+
+    run(body)
+
+
+def test_a_file_holding_another_shard_is_corrupt_not_served(tmp_path: Path) -> None:
+    layout = StripeLayout(2, 1, 4096)
+    blocks = encode(b"y" * 5000, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1)) as node:
+            await node.client.put_shard(
+                0, shard_id(0), layout, blocks[0], epoch=EPOCH, data_length=5000
+            )
+            disk = node.devices[0]
+            # Misplaced: the file of shard 0 under the name of shard 1.
+            (disk / shard_relative_path(shard_id(0))).rename(
+                disk / shard_relative_path(shard_id(1))
+            )
+            with pytest.raises(ShardCorrupt):
+                await read_all(node, 0, shard_id(1))
+            with pytest.raises(ShardCorrupt):
+                await node.client.delete(0, shard_id(1), epoch=EPOCH)
+            assert (disk / shard_relative_path(shard_id(1))).exists()
+
+    run(body)
+
+
+# -- capacity ----------------------------------------------------------------------------------
+
+
+def test_a_tiny_device_is_full_and_keeps_no_file(tmp_path: Path) -> None:
+    layout = StripeLayout(2, 1, 4096)
+    data = b"z" * 20_000
+    blocks = encode(data, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1), capacity_bytes={0: 3000}) as node:
+            with pytest.raises(DeviceFull) as caught:
+                await node.client.put_shard(
+                    0, shard_id(0), layout, blocks[0], epoch=EPOCH, data_length=len(data)
+                )
+            assert caught.value.free_bytes == 3000
+            assert caught.value.needed_bytes > 3000
+            # Length unknown up front: refused part way, once the blocks outgrow it.
+            length: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            length.set_result(len(data))
+            with pytest.raises(DeviceFull):
+                await node.client.put_shard(
+                    0, shard_id(0), layout, blocks[0], epoch=EPOCH, data_length=length
+                )
+            assert files_under(node.devices[0]) == []  # no shard file, no temporary file
+            (device,) = await node.client.devices()
+            assert (device.used_bytes, device.reserved_bytes, device.capacity_bytes) == (0, 0, 3000)
+
+    run(body)
+
+
+def test_concurrent_puts_on_one_device_do_not_overcommit(tmp_path: Path) -> None:
+    layout = StripeLayout(1, 0, 4096)
+    data = random.Random(3).randbytes(3 * 4096)
+    (blocks,) = encode(data, layout)
+    file_bytes = (
+        len(encode_header(ShardHeader("bucket", "k0", "v1", 0, 0, 1, 0, 4096, len(data))))
+        + len(data)
+        + 3 * CRC_BYTES
+    )
+    capacity = 3 * file_bytes + file_bytes // 2  # room for three and a half files
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1), capacity_bytes={0: capacity}) as node:
+            release = asyncio.Event()
+
+            async def gated() -> AsyncIterator[bytes]:
+                await release.wait()  # the request (and its reservation) is already sent
+                for block in blocks:
+                    yield block
+
+            puts = [
+                asyncio.create_task(
+                    node.client.put_shard(
+                        0,
+                        shard_id(0, key=f"k{i}"),
+                        layout,
+                        gated(),
+                        epoch=EPOCH,
+                        data_length=len(data),
+                    )
+                )
+                for i in range(6)
+            ]
+
+            async def three_reserved() -> bool:
+                (device,) = await node.client.devices()
+                return device.reserved_bytes == 3 * file_bytes
+
+            await wait_for(three_reserved, "three puts holding reservations at once")
+            release.set()
+            outcomes = await asyncio.gather(*puts, return_exceptions=True)
+            done = [o for o in outcomes if not isinstance(o, BaseException)]
+            full = [o for o in outcomes if isinstance(o, DeviceFull)]
+            assert (len(done), len(full)) == (3, 3), outcomes
+            (device,) = await node.client.devices()
+            assert (device.used_bytes, device.reserved_bytes) == (3 * file_bytes, 0)
+            assert device.used_bytes <= capacity
+            assert len(files_under(node.devices[0])) == 3
+
+    run(body)
+
+
+def test_concurrent_puts_of_unknown_length_do_not_overcommit(tmp_path: Path) -> None:
+    layout = StripeLayout(1, 0, 4096)
+    data = random.Random(4).randbytes(8 * 4096)
+    (blocks,) = encode(data, layout)
+    capacity = int(2.5 * len(data))
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1), capacity_bytes={0: capacity}) as node:
+            loop = asyncio.get_running_loop()
+
+            async def put(i: int) -> object:
+                length = loop.create_future()
+                length.set_result(len(data))
+                return await node.client.put_shard(
+                    0, shard_id(0, key=f"k{i}"), layout, blocks, epoch=EPOCH, data_length=length
+                )
+
+            outcomes = await asyncio.gather(*(put(i) for i in range(5)), return_exceptions=True)
+            assert all(
+                isinstance(o, DeviceFull) or not isinstance(o, BaseException) for o in outcomes
+            ), outcomes
+            done = [o for o in outcomes if not isinstance(o, BaseException)]
+            # At most two fit. (Possibly none: puts refused at once may all fail before
+            # any of them has given its reservation back.)
+            assert len(done) <= 2
+            (device,) = await node.client.devices()
+            assert device.reserved_bytes == 0
+            assert device.used_bytes <= capacity
+            assert (
+                sum(p.stat().st_size for p in node.devices[0].rglob("*") if p.is_file())
+                == device.used_bytes
+            )
+            assert not [p for p in node.devices[0].rglob("*") if is_temp_name(p.name)]
+
+    run(body)
+
+
+def test_a_cancelled_put_leaves_no_file_and_no_reservation(tmp_path: Path) -> None:
+    layout = StripeLayout(1, 0, 4096)
+    (blocks,) = encode(b"c" * 4 * 4096, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1)) as node:
+            sent_one = asyncio.Event()
+
+            async def stalls() -> AsyncIterator[bytes]:
+                yield blocks[0]
+                sent_one.set()
+                await asyncio.Event().wait()  # never sends the rest
+                yield blocks[1]
+
+            put = asyncio.create_task(
+                node.client.put_shard(
+                    0, shard_id(0), layout, stalls(), epoch=EPOCH, data_length=4 * 4096
+                )
+            )
+            await sent_one.wait()
+
+            async def writing() -> bool:
+                return (await node.client.devices())[0].reserved_bytes > 0 and any(
+                    is_temp_name(p.name) for p in node.devices[0].rglob("*")
+                )
+
+            await wait_for(writing, "the put's temporary file")
+            put.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await put
+
+            async def cleaned() -> bool:
+                (device,) = await node.client.devices()
+                return device.reserved_bytes == 0 and files_under(node.devices[0]) == []
+
+            await wait_for(cleaned, "the cancelled put's cleanup")
+
+    run(body)
+
+
+# -- list, stat, delete --------------------------------------------------------------------------
+
+
+def test_list_stat_and_delete(tmp_path: Path) -> None:
+    layout = StripeLayout(2, 1, 4096)
+    blocks = encode(b"l" * 6000, layout)
+    shards = [shard_id(0, key=f"key-{i}") for i in range(5)] + [shard_id(0, key="elsewhere", pg=8)]
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1)) as node:
+            for shard in shards:
+                await node.client.put_shard(
+                    0, shard, layout, blocks[0], epoch=EPOCH, data_length=6000
+                )
+            listed = []
+            start_after = ""
+            while True:
+                page = await node.client.list_pg(
+                    0, 1, 7, epoch=EPOCH, start_after=start_after, limit=2
+                )
+                assert len(page.shards) <= 2
+                listed += page.shards
+                if not page.next_start_after:
+                    break
+                start_after = page.next_start_after
+            names = [s.file_name for s in listed]
+            assert names == sorted(names)
+            assert {s.info.shard for s in listed if s.info} == set(shards[:5])
+            (other,) = (await node.client.list_pg(0, 1, 8, epoch=EPOCH)).shards
+            assert other.info is not None and other.info.shard == shards[5]
+            assert (await node.client.list_pg(0, 2, 7, epoch=EPOCH)).shards == []
+            info = await node.client.stat(0, shards[2], epoch=EPOCH)
+            path = node.devices[0] / shard_relative_path(shards[2])
+            assert (info.shard, info.file_bytes, info.k, info.m) == (
+                shards[2],
+                path.stat().st_size,
+                2,
+                1,
+            )
+            before = (await node.client.devices())[0]
+            assert await node.client.delete(0, shards[2], epoch=EPOCH)
+            assert not path.exists()
+            after = (await node.client.devices())[0]
+            assert after.used_bytes == before.used_bytes - info.file_bytes
+            assert after.shard_files == before.shard_files - 1
+            assert not await node.client.delete(0, shards[2], epoch=EPOCH)  # idempotent
+            with pytest.raises(ShardNotFound):
+                await node.client.stat(0, shards[2], epoch=EPOCH)
+            with pytest.raises(ShardNotFound):
+                await read_all(node, 0, shards[2])
+
+    run(body)
+
+
+# -- refusals ------------------------------------------------------------------------------------
+
+
+def test_unknown_device_and_bad_arguments_are_refused(tmp_path: Path) -> None:
+    layout = StripeLayout(2, 1, 4096)
+    blocks = encode(b"u" * 5000, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1)) as node:
+            client = node.client
+            with pytest.raises(UnknownDevice):
+                await client.put_shard(
+                    9, shard_id(0), layout, blocks[0], epoch=EPOCH, data_length=5000
+                )
+            with pytest.raises(UnknownDevice):
+                await read_all(node, 9, shard_id(0))
+            with pytest.raises(UnknownDevice):
+                await client.stat(9, shard_id(0), epoch=EPOCH)
+            with pytest.raises(UnknownDevice):
+                await client.list_pg(9, 1, 7, epoch=EPOCH)
+            # A block whose CRC-32C does not match what was sent with it.
+            with pytest.raises(InvalidArgument):
+                await client.put_shard(
+                    0,
+                    shard_id(0),
+                    layout,
+                    [(blocks[0][0], 1234), blocks[0][1]],
+                    epoch=EPOCH,
+                    data_length=5000,
+                )
+            # More blocks than the declared length has; a shard index past k + m.
+            with pytest.raises(InvalidArgument):
+                await client.put_shard(
+                    0, shard_id(0), layout, blocks[0] * 2, epoch=EPOCH, data_length=5000
+                )
+            with pytest.raises(InvalidArgument):
+                await client.put_shard(
+                    0, shard_id(3), layout, blocks[0], epoch=EPOCH, data_length=5000
+                )
+            assert files_under(node.devices[0]) == []
+            await client.put_shard(0, shard_id(0), layout, blocks[0], epoch=EPOCH, data_length=5000)
+            with pytest.raises(InvalidArgument):
+                await read_all(node, 0, shard_id(0), offset=2000, length=2000)
+
+    run(body)
+
+
+def test_a_stale_epoch_is_refused_through_the_hook(tmp_path: Path) -> None:
+    layout = StripeLayout(2, 1, 4096)
+    blocks = encode(b"e" * 5000, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1), min_epoch=7) as node:
+            client = node.client
+            calls: list[Callable[[], Awaitable[object]]] = [
+                lambda: client.put_shard(
+                    0, shard_id(0), layout, blocks[0], epoch=6, data_length=5000
+                ),
+                lambda: read_all_at(node, 6),
+                lambda: client.stat(0, shard_id(0), epoch=6),
+                lambda: client.list_pg(0, 1, 7, epoch=6),
+                lambda: client.delete(0, shard_id(0), epoch=6),
+            ]
+            for call in calls:
+                with pytest.raises(StaleEpoch) as caught:
+                    await call()
+                assert caught.value.epoch == 6
+                assert "epoch 7" in str(caught.value)
+            assert node.epochs_seen == [6] * len(calls)
+            assert files_under(node.devices[0]) == []
+            await client.put_shard(0, shard_id(0), layout, blocks[0], epoch=7, data_length=5000)
+
+    async def read_all_at(node: Node, epoch: int) -> bytes:
+        return b"".join(
+            [bytes(p) async for p in node.client.get_shard(0, shard_id(0), epoch=epoch)]
+        )
+
+    run(body)
+
+
+# -- failed devices ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["replaced_by_a_file", "removed"])
+def test_a_failed_device_is_reported_once_and_refuses_requests(tmp_path: Path, how: str) -> None:
+    """The device directory is replaced by a file (every path under it then fails with
+    ENOTDIR, as on a disk whose file system is gone) or removed (the service sees its
+    directory is not the one found at start-up). Running as root, permissions cannot
+    make a directory unwritable, and a read-only bind mount needs CAP_SYS_ADMIN, so
+    the directory itself is what the test breaks."""
+    layout = StripeLayout(2, 1, 4096)
+    blocks = encode(b"f" * 5000, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 2)) as node:
+            client = node.client
+            for device_id in (0, 1):
+                await client.put_shard(
+                    device_id, shard_id(0), layout, blocks[0], epoch=EPOCH, data_length=5000
+                )
+            broken = node.devices[0]
+            shutil.rmtree(broken)
+            if how == "replaced_by_a_file":
+                broken.write_bytes(b"not a directory")
+                with pytest.raises(DeviceFailed):
+                    await read_all(node, 0, shard_id(0))
+            else:
+                with pytest.raises(DeviceFailed):
+                    await client.put_shard(
+                        0, shard_id(1), layout, blocks[1], epoch=EPOCH, data_length=5000
+                    )
+            assert [device_id for device_id, _ in node.failures] == [0]
+            expected = errno.ENOTDIR if how == "replaced_by_a_file" else errno.ENODEV
+            assert node.failures[0][1].errno == expected
+            # Refused from now on, without touching the disk or telling the node again.
+            with pytest.raises(DeviceFailed):
+                await client.put_shard(
+                    0, shard_id(1), layout, blocks[1], epoch=EPOCH, data_length=5000
+                )
+            with pytest.raises(DeviceFailed):
+                await client.stat(0, shard_id(0), epoch=EPOCH)
+            assert len(node.failures) == 1
+            devices = {d.device_id: d for d in await client.devices()}
+            assert devices[0].failed and devices[0].failure
+            assert not devices[1].failed
+            assert await read_all(node, 1, shard_id(0)) == b"".join(blocks[0])
+            if how == "removed":
+                assert not broken.exists()  # a put must not recreate a vanished device
+
+    run(body)
+
+
+def test_a_device_missing_at_start_up_is_failed(tmp_path: Path) -> None:
+    async def body() -> None:
+        devices = device_dirs(tmp_path, 2)
+        devices[1].mkdir()
+        async with storage_node(devices, create=False) as node:
+            assert [device_id for device_id, _ in node.failures] == [0]
+            with pytest.raises(DeviceFailed):
+                await node.client.stat(0, shard_id(0), epoch=EPOCH)
+            with pytest.raises(ShardNotFound):
+                await node.client.stat(1, shard_id(0), epoch=EPOCH)
+
+    run(body)
+
+
+# -- the client's own checks ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["bad_crc", "gap", "short"])
+def test_the_client_refuses_a_damaged_or_broken_get_stream(damage: str) -> None:
+    """A fake peer (a plain handler, not the service) sends chunks that the service
+    would never send; the client must not hand those bytes on."""
+    good, second = b"first block", b"second block"
+
+    async def handler(message: bytes, payload: bytes | memoryview) -> AsyncIterator[Chunk]:
+        yield (
+            storage_pb2.GetShardChunk(offset=0, crc32c=crc32c.crc32c(good)).SerializeToString(),
+            good,
+        )
+        if damage == "short":
+            return
+        offset = len(good) + (5 if damage == "gap" else 0)
+        crc = crc32c.crc32c(second) ^ (1 if damage == "bad_crc" else 0)
+        yield storage_pb2.GetShardChunk(offset=offset, crc32c=crc).SerializeToString(), second
+
+    async def body() -> None:
+        server = RpcServer({METHOD_GET_SHARD: handler}, HOST, 0)
+        await server.start()
+        rpc = await RpcClient.connect(HOST, server.port)
+        try:
+            client = StorageClient(rpc)
+            received = bytearray()
+            expected_error = ShardCorrupt if damage == "bad_crc" else ProtocolError
+            with pytest.raises(expected_error):
+                async for piece in client.get_shard(
+                    0, shard_id(0), epoch=EPOCH, length=len(good) + len(second)
+                ):
+                    received += piece
+            assert received == good
+        finally:
+            await rpc.close()
+            await server.stop()
+
+    run(body)

@@ -370,8 +370,29 @@ Against raw ISA-L (the strict reading): **{"met" if met else "NOT met"}**
 """
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"codec": codec_section}
-RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"codec": codec_markdown}
+def service_section(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole path through the storage service: bench/erasure_service.py."""
+    import asyncio
+
+    import erasure_service
+
+    return asyncio.run(erasure_service.measure_service())
+
+
+def service_section_markdown(result: dict[str, Any]) -> str:
+    import erasure_service
+
+    return "## The path through the storage service\n\n" + erasure_service.service_markdown(result)
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "codec": codec_section,
+    "service": service_section,
+}
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "codec": codec_markdown,
+    "service": service_section_markdown,
+}
 
 
 def _cpu_model() -> str:

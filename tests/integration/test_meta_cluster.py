@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -16,10 +17,18 @@ from pathlib import Path
 import pytest
 from kv_cluster import Cluster
 
-from atoll.meta.cluster_map import NODE_DOWN, NODE_UP, ClusterMap, placement_digest
+from atoll.erasure.stripe import StripeLayout
+from atoll.meta.cluster_map import (
+    DEVICE_FAILED,
+    NODE_DOWN,
+    NODE_UP,
+    ClusterMap,
+    placement_digest,
+)
 from atoll.meta.commands import decode_map
 from atoll.proto import meta_pb2
 from atoll.rpc import RpcClient, RpcError
+from atoll.storage import ShardId, StaleEpoch, StorageClient, StorageError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -73,6 +82,53 @@ async def atoll_cli(*args: str) -> tuple[int, str]:
     return process.returncode, out.decode()
 
 
+async def storage_round_trip(m: ClusterMap) -> None:
+    pool = m.pool_named("replicated")
+    assert pool is not None and (pool.k, pool.m) == (1, 2)
+    layout = StripeLayout(1, 2, 4096)
+    data = bytes(range(256)) * 40  # 10,240 bytes: three blocks, the last short
+    blocks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+    members = m.pg_tables[pool.id].members[0]
+    for index, device_id in enumerate(members):
+        shard = ShardId(pool.id, 0, "bucket", "key", "v1", 1, index)
+        node = m.nodes[m.devices[device_id].node_id]
+        host, _, port = node.rpc.rpartition(":")
+        async with await RpcClient.connect(host, int(port)) as rpc:
+            client = StorageClient(rpc)
+            await client.put_shard(
+                device_id, shard, layout, blocks, epoch=m.epoch, data_length=len(data)
+            )
+            read = b"".join(
+                [bytes(b) async for b in client.get_shard(device_id, shard, epoch=m.epoch)]
+            )
+            assert read == data
+            with pytest.raises(StaleEpoch):
+                await client.stat(device_id, shard, epoch=1)  # before any PG table
+
+
+def replace_by_a_file(path: Path) -> None:
+    shutil.rmtree(path)
+    path.write_bytes(b"not a directory any more")
+
+
+async def fail_a_device(cluster: Cluster, m: ClusterMap, node_id: int) -> ClusterMap:
+    device = m.devices_of(node_id)[0]
+    replace_by_a_file(Path(device.path))
+    host, _, port = cluster.nodes[node_id].rpc.rpartition(":")
+    shard = ShardId(1, 0, "bucket", "gone", "v1", 1, 0)
+    async with await RpcClient.connect(host, int(port)) as rpc:
+        with pytest.raises(StorageError):
+            await StorageClient(rpc).put_shard(
+                device.id, shard, StripeLayout(1, 0, 4096), [b"x"], epoch=m.epoch, data_length=1
+            )
+    return await wait_map(
+        cluster,
+        cluster.nodes[1].rpc,
+        lambda m: m.devices[device.id].state == DEVICE_FAILED,
+        30,
+    )
+
+
 def check_tables(m: ClusterMap) -> None:
     """Every pool has a current table: every PG on k+m distinct devices in service,
     at most ceil((k+m)/hosts) shards of a PG per host."""
@@ -123,6 +179,10 @@ def test_three_nodes_bootstrap_join_place_and_detect_failures(tmp_path: Path) ->
             other = await wait_map(cluster, cluster.nodes[n].rpc, lambda x: x.epoch >= m.epoch, 10)
             assert other.cluster_id == m.cluster_id
 
+        # Every node serves its devices: three copies of a part go to the members of
+        # a replicated PG, routed with the map's epoch, and read back from each.
+        await storage_round_trip(m)
+
         # An operator adds a pool with the real command: placed like the others.
         code, out = await atoll_cli(
             "pool", "create", "fast", "--ec", "2+1", "--pgs", "16", "--storage-class", "FAST",
@@ -159,6 +219,20 @@ def test_three_nodes_bootstrap_join_place_and_detect_failures(tmp_path: Path) ->
         check_tables(m)
         assert any(m.devices[d].node_id == 4 for pg in m.pg_tables[1].members for d in pg), (
             "the new node's devices hold no shard"
+        )
+
+        # A disk of node 2 goes away under the service: the first put to it fails,
+        # the device is marked failed in the map, and the tables leave it.
+        failed = await fail_a_device(cluster, m, node_id=2)
+        m = await wait_map(
+            cluster, address, lambda m: m.epoch > failed.epoch and not m.stale_pools(), 30
+        )
+        check_tables(m)
+        assert all(
+            failed_id not in pg
+            for failed_id in [d.id for d in m.devices.values() if d.state == DEVICE_FAILED]
+            for t in m.pg_tables.values()
+            for pg in t.members
         )
 
         # kill -9 of a member and of the joiner: both marked down in time.

@@ -354,10 +354,10 @@ def pool_create(
     cluster_file: Path | None,
 ) -> None:
     """Add a pool NAME; the meta leader places its PGs."""
-    from atoll.cli import kv_cmd, pool_cmd
+    from atoll.cli import kv_cmd, placement_cmd, pool_cmd
 
     try:
-        k, m = pool_cmd.parse_profile(profile)
+        k, m = placement_cmd.parse_profile(profile)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--ec") from err
     where = _rpc_endpoints(rpc, cluster_file)
@@ -381,34 +381,49 @@ def placement() -> None:
 
 
 @placement.command("simulate")
-@click.option("--hosts", type=click.IntRange(min=1), default=12, show_default=True)
-@click.option("--devices-per-host", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--hosts", type=click.IntRange(1, 1024), default=12, show_default=True)
+@click.option("--devices-per-host", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option(
     "--zones", type=click.IntRange(min=0), default=3, show_default=True, help="0 or 1: none."
 )
 @click.option("--pool", "profile", default="8+3", show_default=True, metavar="K+M")
 @click.option("--pgs", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option(
+    "--capacity-spread",
+    type=click.FloatRange(0, 0.9),
+    default=0.0,
+    show_default=True,
+    help="Device weights drawn uniformly from [1 - S, 1 + S] (0: all equal).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the weights.")
 @click.option("--json", "as_json", is_flag=True, help="Figures, device loads and the three tables.")
 def placement_simulate(
-    hosts: int, devices_per_host: int, zones: int, profile: str, pgs: int, as_json: bool
+    hosts: int,
+    devices_per_host: int,
+    zones: int,
+    profile: str,
+    pgs: int,
+    capacity_spread: float,
+    seed: int,
+    as_json: bool,
 ) -> None:
     """Place a pool, add a host, remove a host: balance, movement, violations.
 
     Exits 1 if a target of issue 4 is missed (max/mean <= 1.10, movement <= 1.2 x
     ideal, no violations)."""
-    from atoll.cli import placement_cmd, pool_cmd
+    from atoll.cli import placement_cmd
     from atoll.placement import PlacementError
+    from atoll.placement.simulate import SimulationSpec
 
     try:
-        k, m = pool_cmd.parse_profile(profile)
+        k, m = placement_cmd.parse_profile(profile)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--pool") from err
     if pgs & (pgs - 1):
         raise click.BadParameter(f"{pgs} is not a power of two", param_hint="--pgs")
+    spec = SimulationSpec(hosts, devices_per_host, zones, k, m, pgs, capacity_spread)
     try:
-        ok = placement_cmd.run(
-            hosts, devices_per_host, max(zones, 1), k, m, pgs, as_json, click.echo
-        )
+        ok = placement_cmd.run(spec, seed, as_json, click.echo)
     except PlacementError as err:
         raise click.ClickException(str(err)) from err
     if not ok:

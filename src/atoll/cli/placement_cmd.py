@@ -1,92 +1,137 @@
-"""`atoll placement simulate`: the figures of `atoll.placement.simulate`, as a table
-for an operator or as JSON with the tables themselves, so that every figure can be
-recomputed independently. Does terminal I/O only."""
+"""`atoll placement simulate`: the figures of `atoll.placement.simulate`, as a table for
+an operator or as JSON with the tables and device weights, so that every figure can be
+recomputed independently. Does terminal I/O and reads the clock (to time the run)."""
 
 from __future__ import annotations
 
 import json
+import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
-from atoll.placement.simulate import simulate
+from atoll.placement.simulate import SimulationSpec, simulate
 
-# Issue 4 §2.
+# Targets of issue 4 §2.
 MAX_OVER_MEAN_TARGET = 1.10
 MOVE_RATIO_TARGET = 1.2
 
+PROFILE = re.compile(r"^\s*(\d{1,3})\s*\+\s*(\d{1,3})\s*$")
 
-def figures(
-    hosts: int, devices_per_host: int, zones: int, k: int, m: int, pgs: int
-) -> dict[str, Any]:
+
+def parse_profile(text: str) -> tuple[int, int]:
+    """`"8+3"` -> (8, 3); ValueError otherwise."""
+    match = PROFILE.match(text)
+    if match is None:
+        raise ValueError(f"expected K+M (for example 8+3), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def figures(spec: SimulationSpec, seed: int) -> dict[str, Any]:
+    """The simulation's figures, with the seed of the weights and the run's seconds."""
     started = time.perf_counter()
-    result = simulate(hosts, devices_per_host, zones, k, m, pgs).figures()
+    result = simulate(spec, random.Random(seed)).figures()
+    result["seed"] = seed
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result
 
 
-def verdict(value: float | None, target: float) -> str:
-    if value is None:
-        return "n/a"
-    return "met" if value <= target else "NOT met"
+def targets_met(f: dict[str, Any]) -> bool:
+    ratios = [f["move_add_ratio"], f["move_remove_ratio"]]
+    balance = [f["max_over_mean"], f["max_over_mean_after_add"], f["max_over_mean_after_remove"]]
+    return (
+        all(b is None or b <= MAX_OVER_MEAN_TARGET for b in balance)
+        and all(r is None or r <= MOVE_RATIO_TARGET for r in ratios)
+        and f["violations"] == 0
+    )
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def table_lines(f: dict[str, Any]) -> list[str]:
-    remove = f["move_remove_ratio"]
+    """The figures as an aligned table, one column per PG table."""
+    zones = f"{f['zones']} zones" if f["zones"] > 1 else "no zones"
+    spread = ""
+    if f["capacity_spread"]:
+        spread = f", capacities 1 ± {f['capacity_spread']} (seed {f['seed']})"
+    removed = "after_remove" in f["tables"]
+    by_table = f["violations_by_table"]
+    feasible = f["max_over_feasible_share"]
     rows = [
-        ("cluster", f"{f['hosts']} hosts, {f['devices']} devices, {f['zones']} zone(s)", ""),
-        ("pool", f"{f['pool']}, {f['pgs']} PGs", ""),
+        ("", "before", f"+ host {f['added_host']}", f"- host {f['removed_host']}", "target"),
         (
-            "max device load / mean",
-            f"{f['max_over_mean']:.3f} (min {f['min_over_mean']:.3f})",
-            f"<= {MAX_OVER_MEAN_TARGET}: {verdict(f['max_over_mean'], MAX_OVER_MEAN_TARGET)}",
+            "devices",
+            str(f["devices"]),
+            str(f["devices"] + f["devices_per_host"]),
+            str(f["devices"] - f["devices_per_host"]) if removed else "too few",
+            "",
         ),
         (
-            "moved on adding a host / ideal",
-            f"{f['move_add_ratio']:.3f} ({f['moved_add']} of ideal {f['ideal_add']:.1f})",
-            f"<= {MOVE_RATIO_TARGET}: {verdict(f['move_add_ratio'], MOVE_RATIO_TARGET)}",
+            "max load / share",
+            _num(f["max_over_mean"]),
+            _num(f["max_over_mean_after_add"]),
+            _num(f["max_over_mean_after_remove"]),
+            f"<= {MAX_OVER_MEAN_TARGET:.2f}",
         ),
         (
-            "moved on removing a host / ideal",
-            "too few devices left"
-            if remove is None
-            else f"{remove:.3f} ({f['moved_remove']} of ideal {f['ideal_remove']:.1f})",
-            f"<= {MOVE_RATIO_TARGET}: {verdict(remove, MOVE_RATIO_TARGET)}",
+            "max load / feasible",
+            _num(feasible["before"]),
+            _num(feasible["after_add"]),
+            _num(feasible.get("after_remove")),
+            "",
         ),
-        ("failure-domain violations", str(f["violations"]), "0: " + verdict(f["violations"], 0)),
-        ("computing the three tables", f"{f['seconds']:.2f} s", ""),
+        ("shards moved", "", str(f["moved_add"]), _int(f["moved_remove"]), ""),
+        ("ideal", "", _num(f["ideal_add"], 1), _num(f["ideal_remove"] if removed else None, 1), ""),
+        (
+            "moved / ideal",
+            "",
+            _num(f["move_add_ratio"]),
+            _num(f["move_remove_ratio"]),
+            f"<= {MOVE_RATIO_TARGET:.2f}",
+        ),
+        (
+            "domain violations",
+            str(by_table["before"]),
+            str(by_table["after_add"]),
+            _int(by_table.get("after_remove")),
+            "0",
+        ),
     ]
-    width = max(len(name) for name, _, _ in rows)
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = [
-        f"{name:<{width}}  {value}" + (f"   [{target}]" if target else "")
-        for name, value, target in rows
+        f"pool {f['pool']} (failure domain {f['failure_domain']}),"
+        f" {f['pgs']} PGs, {f['shards']} shards",
+        f"{f['hosts']} hosts x {f['devices_per_host']} devices, {zones}{spread}",
+        "",
     ]
+    lines += [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]
+    lines.append("")
+    lines.append(
+        f"targets {'met' if targets_met(f) else 'NOT met'}; computed in {f['seconds']:.2f} s"
+    )
     for name, found in f["violation_details"].items():
         lines.extend(f"  {name}: {v}" for v in found)
     return lines
 
 
-def run(
-    hosts: int,
-    devices_per_host: int,
-    zones: int,
-    k: int,
-    m: int,
-    pgs: int,
-    as_json: bool,
-    echo: Callable[[str], None],
-) -> bool:
+def _int(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def run(spec: SimulationSpec, seed: int, as_json: bool, echo: Callable[[str], None]) -> bool:
     """Print the figures; True if every target is met."""
-    f = figures(hosts, devices_per_host, zones, k, m, pgs)
+    f = figures(spec, seed)
     if as_json:
         echo(json.dumps(f, sort_keys=True))
     else:
         for line in table_lines(f):
             echo(line)
-    remove = f["move_remove_ratio"]
-    return bool(
-        f["max_over_mean"] <= MAX_OVER_MEAN_TARGET
-        and f["move_add_ratio"] <= MOVE_RATIO_TARGET
-        and (remove is None or remove <= MOVE_RATIO_TARGET)
-        and f["violations"] == 0
-    )
+    return targets_met(f)

@@ -3,22 +3,11 @@ over atoll.rpc (`atoll.meta.client`). Does network I/O and prints."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from atoll.meta.client import MetaClient
 from atoll.meta.cluster_map import ClusterMap, PoolRecord
 from atoll.meta.commands import CreatePool
-
-PROFILE = re.compile(r"^(\d+)\+(\d+)$")
-
-
-def parse_profile(text: str) -> tuple[int, int]:
-    """`"4+2"` -> (4, 2); ValueError otherwise."""
-    match = PROFILE.match(text.strip())
-    if match is None:
-        raise ValueError(f"expected K+M (for example 4+2), got {text!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def pool_lines(m: ClusterMap) -> list[str]:

@@ -9,7 +9,8 @@ server inside this process.
 On the initial members (`[[nodes]]`), group 0 is the meta group (the cluster map,
 `atoll.meta`) and group 1 the single KV region covering the whole key space. Every
 node, member or joiner, runs a `NodeAgent` that registers it and its devices in the
-map, heartbeats to the meta leader and watches the map.
+map, heartbeats to the meta leader and watches the map; a node with devices serves
+its shards (`atoll.storage`) once the map has given the devices their ids.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from atoll.kv.grpc_server import KvServicer, rpc_handlers
 from atoll.kv.service import KvService, ServiceConfig
 from atoll.kv.state_machine import KvStateMachine
 from atoll.meta.agent import AgentConfig, DeviceConfig, NodeAgent
+from atoll.meta.cluster_map import ClusterMap
 from atoll.meta.commands import Bootstrap
 from atoll.meta.service import (
     META_GROUP_ID,
@@ -47,6 +49,8 @@ from atoll.proto import kv_pb2_grpc
 from atoll.raft import ConfState
 from atoll.rpc import ClientStreamHandler, Handler, RpcServer
 from atoll.server.config import NodeConfig, load
+from atoll.storage import DeviceConfig as StorageDeviceConfig
+from atoll.storage import StorageService
 
 log = logging.getLogger("atoll.node")
 
@@ -99,6 +103,10 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
         if not config.member:
             rpc_server.add_handlers(redirect_handlers(lambda: agent.members))
         tasks.append(asyncio.create_task(agent.run(), name="meta-agent"))
+        if config.devices:
+            tasks.append(
+                asyncio.create_task(_serve_storage(config, agent, rpc_server), name="storage")
+            )
         print(
             f"atoll node {config.node_id}: kv {config.kv_address} rpc {config.rpc_address}",
             flush=True,
@@ -163,6 +171,38 @@ async def _start_member(
     stream_handlers.update(host.rpc_stream_handlers())
     tasks.append(asyncio.create_task(meta.run(), name="meta-duties"))
     return host, kv
+
+
+async def _serve_storage(config: NodeConfig, agent: NodeAgent, rpc_server: RpcServer) -> None:
+    """The shard service on this node's devices, from the moment the cluster map has
+    given them ids (the agent has joined) until the node stops."""
+    await agent.joined.wait()
+    devices = {
+        device_id: StorageDeviceConfig(str(d.path), d.capacity_bytes)
+        for device_id, d in zip(agent.device_ids, config.devices, strict=True)
+    }
+    service = StorageService(
+        devices,
+        check_epoch=lambda epoch: stale_routing(agent.map, epoch),
+        on_device_failure=agent.device_failed,
+    )
+    await service.start()
+    try:
+        rpc_server.add_handlers(service.rpc_handlers(), service.rpc_stream_handlers())
+        log.info("node %d: storage serves devices %s", config.node_id, sorted(devices))
+        await asyncio.Event().wait()  # until cancelled at stop
+    finally:
+        await service.stop()
+
+
+def stale_routing(m: ClusterMap, epoch: int) -> str | None:
+    """Why a storage request routed with map `epoch` must be refused, or None: a PG
+    table changed after that epoch (by this node's copy of the map), so the caller's
+    routing may send shards where they no longer belong."""
+    newest = max((table.epoch for table in m.pg_tables.values()), default=0)
+    if epoch < newest:
+        return f"routed with map epoch {epoch}; the PG tables changed at epoch {newest}"
+    return None
 
 
 def _bootstrap_command(config: NodeConfig) -> Bootstrap | None:

@@ -36,14 +36,17 @@ PACKAGE = "atoll"
 # the stripe layout and the shard file format (it reads and writes shard files, as
 # `engine` does its own files). `storage` is the storage node's shard service on
 # `atoll.rpc`; `meta` is the cluster map (the state machine of Raft group 0, beside
-# the KV service) with the heartbeats and failure detection around it.
+# the KV service) with the heartbeats and failure detection around it. `objects` is the
+# object manifests and the object index layout in the KV space (pure formats, below
+# everything that reads them); `gateway` is the S3 gateway over all the services.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("base",),
-    ("engine", "raft", "placement", "erasure"),
+    ("engine", "raft", "placement", "erasure", "objects"),
     ("sim",),
     ("rpc", "proto"),
     ("multiraft", "storage"),
     ("kv", "meta"),
+    ("gateway",),
     ("server",),
     ("cli",),
 )
@@ -326,6 +329,10 @@ PURE_CORES = (
     "src/atoll/erasure/shard_format.py",
     "src/atoll/meta/cluster_map.py",
     "src/atoll/meta/commands.py",
+    "src/atoll/objects/manifest.py",
+    "src/atoll/objects/index.py",
+    "src/atoll/gateway/sigv4.py",
+    "src/atoll/gateway/checksums.py",
 )
 
 RANDOM_MODULES = frozenset({"random", "secrets"})

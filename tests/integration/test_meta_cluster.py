@@ -5,6 +5,7 @@ bootstrap, joining, PG tables, failure detection. Maps are read over atoll.rpc
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import shutil
@@ -245,6 +246,19 @@ def test_three_nodes_bootstrap_join_place_and_detect_failures(tmp_path: Path) ->
         m = await read_map(address)
         assert m is not None and m.nodes[1].state == m.nodes[2].state == NODE_UP
         assert not m.stale_pools()  # down nodes keep their PGs
+
+        # `atoll status --json` (the real command) shows the down nodes and the PGs
+        # that lost a member; the heartbeats fill in device usage.
+        code, out = await atoll_cli("status", "--endpoint", cluster.nodes[1].rpc, "--json")
+        assert code == 0, out
+        doc = json.loads(out)
+        states = {n["id"]: n["state"] for n in doc["nodes"]}
+        assert states == {1: "up", 2: "up", 3: "down", 4: "down", 5: "up"}
+        assert doc["degraded_pgs"] > 0 and doc["pgs"] == sum(p["pg_count"] for p in doc["pools"])
+        live = [d for d in doc["devices"] if d["node"] in (1, 2, 5) and d["state"] == "in"]
+        assert live and all(0 < d["used_bytes"] <= d["capacity_bytes"] for d in live)
+        code, out = await atoll_cli("status", "--endpoint", cluster.nodes[2].rpc)
+        assert code == 0 and "degraded:" in out, out
 
         # Node 3 comes back with its data: marked up again.
         cluster.start(3)

@@ -428,3 +428,21 @@ def placement_simulate(
         raise click.ClickException(str(err)) from err
     if not ok:
         raise SystemExit(1)
+
+
+@main.command("status")
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="An `atoll dev` directory: its cluster.json names the nodes (default ./.atoll).",
+)
+@click.option("--endpoint", help="Comma-separated host:port rpc addresses of nodes.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+def status(root: Path | None, endpoint: str | None, as_json: bool) -> None:
+    """Nodes, devices, pools and PG health of a running cluster."""
+    from atoll.cli import kv_cmd, status_cmd
+
+    cluster_file = None if root is None else root / "cluster.json"
+    where = _rpc_endpoints(endpoint, cluster_file)
+    kv_cmd.run(status_cmd.show(where, as_json, click.echo))

@@ -8,8 +8,10 @@ and `not_leader` hints (docs/formats/meta.md §4), and remembers it.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from atoll.meta.cluster_map import Applied, ClusterMap
 from atoll.meta.commands import Command, decode_map, encode_command
@@ -19,6 +21,7 @@ from atoll.meta.service import (
     ERROR_NOT_LEADER,
     METHOD_ADMIN,
     METHOD_MAP,
+    METHOD_STATUS,
     decode_applied,
 )
 from atoll.proto import meta_pb2
@@ -111,6 +114,11 @@ class MetaClient:
                 errors.append(f"{address}: {err}")
                 await self.drop(address)
         raise MetaUnavailable(f"no member answered meta.map: {'; '.join(errors)}")
+
+    async def status(self) -> dict[str, Any]:
+        """The meta leader's status document (`meta.status`; see `status_document`)."""
+        document: dict[str, Any] = json.loads(await self.call_leader(METHOD_STATUS, b""))
+        return document
 
     async def admin(self, command: Command) -> Applied:
         """Propose an operator's command (`meta.admin`) and return its outcome."""

@@ -83,7 +83,8 @@ async def atoll_cli(*args: str) -> tuple[int, str]:
     return process.returncode, out.decode()
 
 
-async def storage_round_trip(m: ClusterMap) -> None:
+async def storage_round_trip(m: ClusterMap) -> list[int]:
+    """Three copies of a part on the members of a replicated PG; the devices used."""
     pool = m.pool_named("replicated")
     assert pool is not None and (pool.k, pool.m) == (1, 2)
     layout = StripeLayout(1, 2, 4096)
@@ -105,6 +106,7 @@ async def storage_round_trip(m: ClusterMap) -> None:
             assert read == data
             with pytest.raises(StaleEpoch):
                 await client.stat(device_id, shard, epoch=1)  # before any PG table
+    return list(members)
 
 
 def replace_by_a_file(path: Path) -> None:
@@ -182,7 +184,7 @@ def test_three_nodes_bootstrap_join_place_and_detect_failures(tmp_path: Path) ->
 
         # Every node serves its devices: three copies of a part go to the members of
         # a replicated PG, routed with the map's epoch, and read back from each.
-        await storage_round_trip(m)
+        round_trip_devices = await storage_round_trip(m)
 
         # An operator adds a pool with the real command: placed like the others.
         code, out = await atoll_cli(
@@ -255,8 +257,12 @@ def test_three_nodes_bootstrap_join_place_and_detect_failures(tmp_path: Path) ->
         states = {n["id"]: n["state"] for n in doc["nodes"]}
         assert states == {1: "up", 2: "up", 3: "down", 4: "down", 5: "up"}
         assert doc["degraded_pgs"] > 0 and doc["pgs"] == sum(p["pg_count"] for p in doc["pools"])
+        # Usage is the storage service's own: the shards stored by the round trip.
         live = [d for d in doc["devices"] if d["node"] in (1, 2, 5) and d["state"] == "in"]
-        assert live and all(0 < d["used_bytes"] <= d["capacity_bytes"] for d in live)
+        assert live and all(0 <= d["used_bytes"] <= d["capacity_bytes"] for d in live)
+        stored = {d["id"]: d["used_bytes"] for d in doc["devices"]}
+        holders = [d for d in round_trip_devices if m.devices[d].node_id in (1, 2, 5)]
+        assert holders and all(10_240 < stored[d] < 1 << 20 for d in holders)
         code, out = await atoll_cli("status", "--endpoint", cluster.nodes[2].rpc)
         assert code == 0 and "degraded:" in out, out
 

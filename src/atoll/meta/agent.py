@@ -180,6 +180,11 @@ class NodeAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def use_usage(self, usage: Callable[[str], tuple[int, int]]) -> None:
+        """Take device usage from `usage` from now on (the storage service's own
+        accounting, once it runs, rather than the file system's)."""
+        self._usage = usage
+
     def device_failed(self, device_id: int, err: OSError) -> None:
         """For the storage service: one of this node's devices failed I/O."""
         self._device_failed(device_id, err)

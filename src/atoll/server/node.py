@@ -32,7 +32,7 @@ from atoll.kv.gateway import GatewaySpec
 from atoll.kv.grpc_server import KvServicer, rpc_handlers
 from atoll.kv.service import KvService, ServiceConfig
 from atoll.kv.state_machine import KvStateMachine
-from atoll.meta.agent import AgentConfig, DeviceConfig, NodeAgent
+from atoll.meta.agent import AgentConfig, DeviceConfig, NodeAgent, filesystem_usage
 from atoll.meta.cluster_map import ClusterMap
 from atoll.meta.commands import Bootstrap
 from atoll.meta.service import (
@@ -189,10 +189,20 @@ async def _serve_storage(config: NodeConfig, agent: NodeAgent, rpc_server: RpcSe
     await service.start()
     try:
         rpc_server.add_handlers(service.rpc_handlers(), service.rpc_stream_handlers())
+        agent.use_usage(lambda path: _storage_usage(service, path))
         log.info("node %d: storage serves devices %s", config.node_id, sorted(devices))
         await asyncio.Event().wait()  # until cancelled at stop
     finally:
         await service.stop()
+
+
+def _storage_usage(service: StorageService, path: str) -> tuple[int, int]:
+    """(used, capacity) of a device by the storage service's accounting: shard files
+    and writes in flight, against the configured (or file system's) capacity."""
+    for info in service.device_infos():
+        if info.path == path:
+            return info.used_bytes + info.reserved_bytes, info.capacity_bytes
+    return filesystem_usage(path)
 
 
 def stale_routing(m: ClusterMap, epoch: int) -> str | None:

@@ -333,6 +333,7 @@ PURE_CORES = (
     "src/atoll/objects/index.py",
     "src/atoll/gateway/sigv4.py",
     "src/atoll/gateway/checksums.py",
+    "src/atoll/gateway/payload.py",
 )
 
 RANDOM_MODULES = frozenset({"random", "secrets"})

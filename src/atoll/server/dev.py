@@ -8,8 +8,13 @@ A dev directory (default `./.atoll`) holds:
     node-<id>/data/         the node's data_dir
     node-<id>/dev-<i>/      the node's devices (shard directories), 2 per node
     node-<id>/node.log      the node's stdout and stderr, appended to on every run
-    cluster.json            {"nodes": [{"id", "pid", "kv", "rpc"}, ...]}: written
-                            atomically once the cluster serves, removed when it stops
+    cluster.json            {"access_key", "secret_key", "nodes": [{"id", "pid",
+                            "kv", "rpc"}, ...]}: written atomically once the cluster
+                            serves, removed when it stops
+
+The root credentials are the cluster's (stored in its map): `ATOLL_ACCESS_KEY` and
+`ATOLL_SECRET_KEY` choose them on the first start, else the cluster generates them;
+either way they are printed and kept across restarts.
 
 Running again on the same directory restarts the same cluster (same node ids, same
 ports, same data) from its configs. The supervisor starts every node as
@@ -67,6 +72,10 @@ CLUSTER_FILE = "cluster.json"
 NODE_DIR_PREFIX = "node-"
 DEVICE_DIR_PREFIX = "dev-"
 DEVICES_PER_NODE = 2
+ACCESS_KEY_ENV = "ATOLL_ACCESS_KEY"
+SECRET_KEY_ENV = "ATOLL_SECRET_KEY"
+ACCESS_KEY_BYTES_MAX = 128
+SECRET_KEY_CHARS_MIN = 8
 
 
 class DevError(AtollError):
@@ -159,11 +168,39 @@ def device_dir(root: Path, node_id: int, index: int) -> Path:
     return node_dir(root, node_id) / f"{DEVICE_DIR_PREFIX}{index}"
 
 
-def render_config(root: Path, node: DevNode, members: Sequence[DevNode]) -> str:
+def credentials_from_env(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The root credentials asked for by `ATOLL_ACCESS_KEY` and `ATOLL_SECRET_KEY`
+    (both or neither), or None: then the cluster generates them. DevError for an
+    access key that is empty or over 128 characters, a secret under 8, or either with
+    whitespace or characters outside printable ASCII."""
+    access = environ.get(ACCESS_KEY_ENV, "")
+    secret = environ.get(SECRET_KEY_ENV, "")
+    if not access and not secret:
+        return None
+    if not access or not secret:
+        raise DevError(f"set both {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}, or neither")
+    if len(access) > ACCESS_KEY_BYTES_MAX:
+        raise DevError(
+            f"{ACCESS_KEY_ENV} has {len(access)} characters, over {ACCESS_KEY_BYTES_MAX}"
+        )
+    if len(secret) < SECRET_KEY_CHARS_MIN:
+        raise DevError(f"{SECRET_KEY_ENV} must have {SECRET_KEY_CHARS_MIN} characters or more")
+    for name, value in ((ACCESS_KEY_ENV, access), (SECRET_KEY_ENV, secret)):
+        if not all("!" <= ch <= "~" for ch in value):
+            raise DevError(f"{name} may hold printable ASCII only, without spaces")
+    return access, secret
+
+
+def render_config(
+    root: Path,
+    node: DevNode,
+    members: Sequence[DevNode],
+    credentials: tuple[str, str] | None = None,
+) -> str:
     """The TOML config of `node` in the dev directory `root` (the format read by
     `atoll.server.config`): `DEVICES_PER_NODE` device directories beside its data,
     and, on the first node, the bootstrap spec that sizes the default pools from
-    every node's devices."""
+    every node's devices (with the root `credentials`, if given)."""
     lines = [
         "# Written by `atoll dev`; reused as it is when `atoll dev` runs again here.",
         f"node_id = {node.node_id}",
@@ -183,6 +220,11 @@ def render_config(root: Path, node: DevNode, members: Sequence[DevNode]) -> str:
             f"hosts = {len(members)}",
             f"devices_per_host = {DEVICES_PER_NODE}",
         ]
+        if credentials is not None:
+            lines += [
+                f"root_access_key = {toml_string(credentials[0])}",
+                f"root_secret_key = {toml_string(credentials[1])}",
+            ]
     for member in members:
         lines += [
             "",
@@ -252,9 +294,17 @@ def port_conflicts(nodes: Sequence[DevNode], is_free: Callable[[str], bool]) -> 
     ]
 
 
-def cluster_document(nodes: Sequence[DevNode], pids: Mapping[int, int]) -> dict[str, Any]:
-    """The content of cluster.json: every node with its process id and addresses."""
-    return {
+def cluster_document(
+    nodes: Sequence[DevNode],
+    pids: Mapping[int, int],
+    credentials: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """The content of cluster.json: every node with its process id and addresses, and
+    the root credentials once known."""
+    document: dict[str, Any] = {}
+    if credentials is not None:
+        document["access_key"], document["secret_key"] = credentials
+    return document | {
         "nodes": [
             {
                 "id": node.node_id,
@@ -267,8 +317,12 @@ def cluster_document(nodes: Sequence[DevNode], pids: Mapping[int, int]) -> dict[
     }
 
 
-def render_cluster_json(nodes: Sequence[DevNode], pids: Mapping[int, int]) -> str:
-    return json.dumps(cluster_document(nodes, pids), indent=2) + "\n"
+def render_cluster_json(
+    nodes: Sequence[DevNode],
+    pids: Mapping[int, int],
+    credentials: tuple[str, str] | None = None,
+) -> str:
+    return json.dumps(cluster_document(nodes, pids, credentials), indent=2) + "\n"
 
 
 def kv_endpoints(text: str, source: str, kind: str = "kv") -> list[str]:
@@ -355,10 +409,13 @@ def port_is_free(address: str) -> bool:
     return True
 
 
-def prepare(root: Path, requested_nodes: int | None) -> tuple[tuple[DevNode, ...], bool]:
+def prepare(
+    root: Path, requested_nodes: int | None, credentials: tuple[str, str] | None = None
+) -> tuple[tuple[DevNode, ...], bool]:
     """Set up `root` for a run: read the cluster already there, or plan a new one on
-    free ports and write its configs. Returns the members and whether they are new.
-    DevError if an existing cluster's ports are taken."""
+    free ports and write its configs (the first node's with the root `credentials`,
+    if given: an existing cluster keeps its own). Returns the members and whether
+    they are new. DevError if an existing cluster's ports are taken."""
     root.mkdir(parents=True, exist_ok=True)
     existing = read_cluster(root)
     count = check_node_count(None if existing is None else len(existing), requested_nodes, root)
@@ -377,13 +434,27 @@ def prepare(root: Path, requested_nodes: int | None) -> tuple[tuple[DevNode, ...
     nodes = plan_nodes(count, pick_free_ports(2 * count))
     for node in nodes:
         node_dir(root, node.node_id).mkdir(exist_ok=True)
-        write_atomically(config_path(root, node.node_id), render_config(root, node, nodes))
+        write_atomically(
+            config_path(root, node.node_id), render_config(root, node, nodes, credentials)
+        )
     return nodes, True
 
 
 def node_command(config: Path) -> list[str]:
     """The command line of one node process (`atoll server --config FILE`)."""
     return [sys.executable, "-m", "atoll.cli", "server", "--config", str(config)]
+
+
+async def map_credentials(rpc_addresses: Sequence[str]) -> tuple[str, str] | None:
+    """The root credentials in the cluster map, or None before the bootstrap."""
+    from atoll.meta.client import MetaClient
+
+    client = MetaClient(rpc_addresses)
+    try:
+        m = await client.read_map()
+    finally:
+        await client.close()
+    return None if m.root is None else (m.root.access_key, m.root.secret_key)
 
 
 async def client_probe(endpoints: Sequence[str], value: bytes) -> None:
@@ -401,6 +472,7 @@ async def client_probe(endpoints: Sequence[str], value: bytes) -> None:
 
 
 Probe = Callable[[Sequence[str], bytes], Awaitable[None]]
+CredentialsProbe = Callable[[Sequence[str]], Awaitable["tuple[str, str] | None"]]
 Echo = Callable[[str], None]
 
 
@@ -425,6 +497,7 @@ class Supervisor:
         err: Echo,
         command: Callable[[Path], Sequence[str]] = node_command,
         probe: Probe = client_probe,
+        credentials: CredentialsProbe = map_credentials,
     ) -> None:
         self.root = root
         self.nodes = tuple(nodes)
@@ -432,6 +505,8 @@ class Supervisor:
         self.err = err
         self.command = command
         self.probe = probe
+        self.credentials_probe = credentials
+        self.credentials: tuple[str, str] | None = None
         self.children: list[_Child] = []
         self.faults = 0
         self.last_probe_error: Exception | None = None
@@ -516,7 +591,14 @@ class Supervisor:
             try:
                 async with asyncio.timeout(PROBE_ATTEMPT_TIMEOUT_S):
                     await self.probe(endpoints, value)
-                return
+                    # Serving means the cluster map is bootstrapped too: its root
+                    # credentials are printed and written into cluster.json.
+                    self.credentials = await self.credentials_probe(
+                        [node.rpc_address for node in self.nodes]
+                    )
+                if self.credentials is not None:
+                    return
+                self.last_probe_error = DevError("the cluster map is not bootstrapped yet")
             except Exception as error:  # any failure means "not yet"; reported on timeout
                 self.last_probe_error = error
             await asyncio.sleep(PROBE_RETRY_INTERVAL_S)
@@ -524,7 +606,7 @@ class Supervisor:
     def _announce(self) -> None:
         pids = {child.node.node_id: child.process.pid for child in self.children}
         cluster_file = self.root / CLUSTER_FILE
-        write_atomically(cluster_file, render_cluster_json(self.nodes, pids))
+        write_atomically(cluster_file, render_cluster_json(self.nodes, pids, self.credentials))
         self._wrote_cluster_file = True
         self.out(f"atoll dev: {_count(self.nodes)} serving")
         for child in self.children:
@@ -534,6 +616,9 @@ class Supervisor:
                 f"  pid {child.process.pid}  log {child.log}"
             )
         self.out(f"endpoints: {','.join(node.kv_address for node in self.nodes)}")
+        if self.credentials is not None:
+            access, secret = self.credentials
+            self.out(f"root credentials: access key {access}  secret key {secret}")
         self.out(f"cluster file: {cluster_file}")
         self.out("Ctrl-C stops the cluster.")
 
@@ -642,7 +727,10 @@ def main(root: Path, requested_nodes: int | None, out: Echo, err: Echo) -> int:
     """Run a dev cluster in `root` until Ctrl-C or SIGTERM; the exit status (see
     `Supervisor.run`). DevError (or ConfigFileError) if it cannot start."""
     root = root.resolve()
-    nodes, new = prepare(root, requested_nodes)
+    credentials = credentials_from_env(os.environ)
+    nodes, new = prepare(root, requested_nodes, credentials)
     if not new:
         out(f"atoll dev: restarting the {len(nodes)}-node cluster in {root}")
+        if credentials is not None:
+            out(f"atoll dev: {ACCESS_KEY_ENV}/{SECRET_KEY_ENV} ignored: the cluster keeps its own")
     return asyncio.run(_run(Supervisor(root, nodes, out, err)))

@@ -235,3 +235,38 @@ def test_describe_exit() -> None:
     assert dev.describe_exit(0) == "exit code 0"
     assert dev.describe_exit(3) == "exit code 3"
     assert dev.describe_exit(-signal.SIGKILL) == "signal SIGKILL"
+
+
+# -- root credentials ----------------------------------------------------------------------
+
+
+def test_credentials_from_the_environment_both_or_neither() -> None:
+    assert dev.credentials_from_env({}) is None
+    good = {dev.ACCESS_KEY_ENV: "AKTEST", dev.SECRET_KEY_ENV: "s3cr3t-key"}
+    assert dev.credentials_from_env(good) == ("AKTEST", "s3cr3t-key")
+    bad = [
+        ({dev.ACCESS_KEY_ENV: "AK"}, "both"),
+        ({dev.SECRET_KEY_ENV: "s3cr3t-key"}, "both"),
+        ({dev.ACCESS_KEY_ENV: "A" * 129, dev.SECRET_KEY_ENV: "s3cr3t-key"}, "over 128"),
+        ({dev.ACCESS_KEY_ENV: "AK", dev.SECRET_KEY_ENV: "short"}, "8 characters"),
+        ({dev.ACCESS_KEY_ENV: "A K", dev.SECRET_KEY_ENV: "s3cr3t-key"}, "printable"),
+        ({dev.ACCESS_KEY_ENV: "AK", dev.SECRET_KEY_ENV: "s3cr3t-kéy"}, "printable"),
+    ]
+    for environ, match in bad:
+        with pytest.raises(DevError, match=match):
+            dev.credentials_from_env(environ)
+
+
+def test_credentials_go_into_the_first_node_s_bootstrap_and_the_cluster_file() -> None:
+    nodes = planned()
+    first = parse(tomllib.loads(dev.render_config(ROOT, nodes[0], nodes, ("AK", 'se"cret\\x'))))
+    assert first.bootstrap is not None
+    assert (first.bootstrap.root_access_key, first.bootstrap.root_secret_key) == (
+        "AK",
+        'se"cret\\x',
+    )
+    other = parse(tomllib.loads(dev.render_config(ROOT, nodes[1], nodes, ("AK", "secret12"))))
+    assert other.bootstrap is None
+    document = json.loads(dev.render_cluster_json(nodes[:1], {1: 7}, ("AK", "secret12")))
+    assert (document["access_key"], document["secret_key"]) == ("AK", "secret12")
+    assert "access_key" not in json.loads(dev.render_cluster_json(nodes[:1], {1: 7}))

@@ -334,6 +334,7 @@ PURE_CORES = (
     "src/atoll/gateway/sigv4.py",
     "src/atoll/gateway/checksums.py",
     "src/atoll/gateway/payload.py",
+    "src/atoll/gateway/s3proto.py",
 )
 
 RANDOM_MODULES = frozenset({"random", "secrets"})

@@ -163,3 +163,113 @@ class S3NotImplemented(CodedS3Error):
     CODE = "NotImplemented"
     STATUS = 501
     MESSAGE = "A header you provided implies functionality that is not implemented."
+
+
+# -- the S3 API: routing, ranges, conditions, XML bodies (atoll.gateway.s3proto) ---------
+
+
+class MethodNotAllowed(CodedS3Error):
+    CODE = "MethodNotAllowed"
+    STATUS = 405
+    MESSAGE = "The specified method is not allowed against this resource."
+
+
+class InvalidURI(CodedS3Error):
+    CODE = "InvalidURI"
+    STATUS = 400
+    MESSAGE = "Couldn't parse the specified URI."
+
+
+class KeyTooLongError(CodedS3Error):
+    """S3's KeyTooLong (named so as not to clash with `atoll.objects.errors.KeyTooLong`)."""
+
+    CODE = "KeyTooLong"
+    STATUS = 400
+    MESSAGE = "Your key is too long."
+
+
+class InvalidBucketName(CodedS3Error):
+    CODE = "InvalidBucketName"
+    STATUS = 400
+    MESSAGE = "The specified bucket is not valid."
+
+
+class NoSuchBucket(CodedS3Error):
+    CODE = "NoSuchBucket"
+    STATUS = 404
+    MESSAGE = "The specified bucket does not exist."
+
+
+class NoSuchKey(CodedS3Error):
+    CODE = "NoSuchKey"
+    STATUS = 404
+    MESSAGE = "The specified key does not exist."
+
+
+class NoSuchUpload(CodedS3Error):
+    CODE = "NoSuchUpload"
+    STATUS = 404
+    MESSAGE = (
+        "The specified multipart upload does not exist. The upload ID might be invalid, "
+        "or the multipart upload might have been aborted or completed."
+    )
+
+
+class BucketAlreadyOwnedByYou(CodedS3Error):
+    CODE = "BucketAlreadyOwnedByYou"
+    STATUS = 409
+    MESSAGE = "Your previous request to create the named bucket succeeded and you already own it."
+
+
+class BucketNotEmpty(CodedS3Error):
+    CODE = "BucketNotEmpty"
+    STATUS = 409
+    MESSAGE = "The bucket you tried to delete is not empty."
+
+
+class InvalidRange(CodedS3Error):
+    CODE = "InvalidRange"
+    STATUS = 416
+    MESSAGE = "The requested range is not satisfiable"
+
+
+class PreconditionFailed(CodedS3Error):
+    CODE = "PreconditionFailed"
+    STATUS = 412
+    MESSAGE = "At least one of the pre-conditions you specified did not hold"
+
+
+class MalformedXML(CodedS3Error):
+    CODE = "MalformedXML"
+    STATUS = 400
+    MESSAGE = (
+        "The XML you provided was not well-formed or did not validate against our published schema."
+    )
+
+
+class InvalidPart(CodedS3Error):
+    CODE = "InvalidPart"
+    STATUS = 400
+    MESSAGE = (
+        "One or more of the specified parts could not be found. The part might not have "
+        "been uploaded, or the specified entity tag might not have matched the part's "
+        "entity tag."
+    )
+
+
+class InvalidPartOrder(CodedS3Error):
+    CODE = "InvalidPartOrder"
+    STATUS = 400
+    MESSAGE = "The list of parts was not in ascending order. Parts must be ordered by part number."
+
+
+class EntityTooSmall(CodedS3Error):
+    CODE = "EntityTooSmall"
+    STATUS = 400
+    MESSAGE = "Your proposed upload is smaller than the minimum allowed object size."
+
+
+class EntityTooLarge(CodedS3Error):
+    CODE = "EntityTooLarge"
+    STATUS = 400
+    MESSAGE = "Your proposed upload exceeds the maximum allowed object size."

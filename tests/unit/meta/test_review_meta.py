@@ -4,7 +4,7 @@ Each test shows one defect; it fails until the defect is fixed."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+import random
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,10 @@ from atoll.meta.commands import (
     encode_map,
 )
 from atoll.meta.errors import MapFormatError
-from atoll.meta.service import MetaConfig, MetaService
+from atoll.meta.service import META_GROUP_ID, MetaConfig, MetaService
 from atoll.meta.state_machine import MetaStateMachine
+from atoll.multiraft.host import HostConfig, RaftHost
+from atoll.raft import ConfState
 
 BOOT = Bootstrap(
     "c1", 1, Credentials("a", "s"), (PoolRecord(0, "standard", 1, 0, 4, "host", "STANDARD"),), (1,)
@@ -146,64 +148,45 @@ def test_a_draining_node_gives_up_its_shards() -> None:
 # -- 5. the watch stream can sit on a new map for watch_keepalive_s --------------------
 
 
-class FakeSm:
-    def __init__(self, m: ClusterMap, applied: int) -> None:
-        self.current = m
-        self.applied = applied
-
-    def applied_index(self) -> int:
-        return self.applied
-
-    def written_index(self) -> int:
-        return self.applied
-
-
-class FakeHost:
-    def __init__(self, sm: FakeSm) -> None:
-        self.sm = sm
-        self.changed = asyncio.Event()
-
-    def is_leader(self, group_id: int) -> bool:
-        return True
-
-    def leader_of(self, group_id: int) -> int:
-        return 1
-
-    async def wait_applied(self, group_id: int, index: int) -> None:
-        while self.sm.applied_index() <= index:
-            await self.changed.wait()
-            self.changed = asyncio.Event()
-
-    def advance(self) -> None:
-        self.sm.current = replace(self.sm.current, epoch=self.sm.current.epoch + 1)
-        self.sm.applied += 1
-        self.changed.set()
-
-
-def test_watch_sends_a_map_applied_while_the_previous_one_was_being_sent() -> None:
-    """`_watch_stream` reads `self.map`, yields it, and only then takes
+def test_watch_sends_a_map_applied_while_the_previous_one_was_being_sent(
+    tmp_path: Path,
+) -> None:
+    """`_watch_stream` used to read `self.map`, yield it, and only then take
     `sm.applied_index()` as the index to wait past. A map applied while the consumer
-    was sending the previous one (the yield is a suspension point; the host also
-    applies on its executor thread, so `applied_index()` can even be a pending index
-    whose map is not yet current) is counted as already seen: the watcher gets it only
-    after `watch_keepalive_s` (10 s by default) or the next change."""
+    held the previous one (the yield is a suspension point; the host also applies on
+    its executor thread, so `applied_index()` can even be a pending index whose map is
+    not yet current) was counted as already seen: the watcher got it only after
+    `watch_keepalive_s` or the next change. Here with a real single-node Raft host and
+    the real meta state machine."""
 
     async def body() -> None:
-        sm = FakeSm(replace(booted(), epoch=5), applied=5)
-        host = FakeHost(sm)
-        service = MetaService(
-            host,  # type: ignore[arg-type]
-            sm,  # type: ignore[arg-type]
+        engine = open_engine(str(tmp_path / "e"), kind="lmdb")
+        host = RaftHost(
+            HostConfig(node_id=1, tick_interval_s=0.01, election_timeout_ticks=5),
+            engine,
             {1: "127.0.0.1:1"},
-            MetaConfig(watch_keepalive_s=3.0),
-            clock=lambda: 0.0,
+            random.Random(1),
         )
-        stream = service._watch_stream(0)
-        _, first = await anext(stream)
-        assert first is not None and decode_map(bytes(first)).epoch == 5
-        host.advance()  # applied while the first map was on its way
-        _, second = await asyncio.wait_for(anext(stream), 1.0)
-        assert second is not None and decode_map(bytes(second)).epoch == 6
-        await stream.aclose()
+        sm = MetaStateMachine(engine, META_GROUP_ID)
+        host.add_group(META_GROUP_ID, sm, ConfState(frozenset({1})))
+        await host.start()
+        service = MetaService(
+            host, sm, {1: "127.0.0.1:1"}, MetaConfig(watch_keepalive_s=30.0), clock=lambda: 0.0
+        )
+        try:
+            # The new leader's empty entry applied: this node leads.
+            await asyncio.wait_for(host.wait_applied(META_GROUP_ID, 0), 10.0)
+            await service.propose(BOOT)
+            stream = service._watch_stream(0)
+            _, first = await anext(stream)
+            assert first is not None and decode_map(bytes(first)).epoch == 1
+            # Applied while the first map was on its way to the watcher.
+            await service.propose(RegisterNode(1, "127.0.0.1:1", "", "", "", True))
+            _, second = await asyncio.wait_for(anext(stream), 5.0)
+            assert second is not None and decode_map(bytes(second)).epoch == 2
+            await stream.aclose()
+        finally:
+            await host.stop()
+            engine.close()
 
     asyncio.run(body())

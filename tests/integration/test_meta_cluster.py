@@ -19,6 +19,7 @@ import pytest
 from kv_cluster import Cluster
 
 from atoll.erasure.stripe import StripeLayout
+from atoll.meta.client import MetaClient
 from atoll.meta.cluster_map import (
     DEVICE_FAILED,
     NODE_DOWN,
@@ -26,9 +27,8 @@ from atoll.meta.cluster_map import (
     ClusterMap,
     placement_digest,
 )
-from atoll.meta.commands import decode_map
-from atoll.proto import meta_pb2
-from atoll.rpc import RpcClient, RpcError
+from atoll.meta.errors import MetaUnavailable
+from atoll.rpc import RpcClient
 from atoll.storage import ShardId, StaleEpoch, StorageClient, StorageError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -39,14 +39,14 @@ HEARTBEAT_INTERVAL_S = 0.5
 
 
 async def read_map(address: str) -> ClusterMap | None:
-    host, _, port = address.rpartition(":")
+    """The map `address` holds (after a ReadIndex round), or None if it does not answer."""
+    client = MetaClient([address])
     try:
-        async with await RpcClient.connect(host, int(port)) as client:
-            request = meta_pb2.MapRequest(linearizable=True).SerializeToString()
-            reply = await client.call("meta.map", request, timeout_s=2.0)
-    except (RpcError, OSError):
+        return await client.read_map()
+    except MetaUnavailable:
         return None
-    return decode_map(bytes(reply.payload))
+    finally:
+        await client.close()
 
 
 async def wait_map(

@@ -265,6 +265,9 @@ def test_three_nodes_bootstrap_join_place_and_detect_failures(tmp_path: Path) ->
         assert holders and all(10_240 < stored[d] < 1 << 20 for d in holders)
         code, out = await atoll_cli("status", "--endpoint", cluster.nodes[2].rpc)
         assert code == 0 and "degraded:" in out, out
+        # Through a node that joined (no meta member): redirected to a member.
+        code, out = await atoll_cli("status", "--endpoint", cluster.nodes[5].rpc, "--json")
+        assert code == 0 and json.loads(out)["epoch"] >= doc["epoch"], out
 
         # Node 3 comes back with its data: marked up again.
         cluster.start(3)

@@ -125,18 +125,21 @@ def redirect_handlers(members: Callable[[], list[str]]) -> dict[str, Handler]:
     answers `not_leader` naming a member it knows, so that a node may join, or an
     operator's command go, through any node."""
 
-    def refuse(message: bytes, payload: bytes | memoryview) -> Chunk:
+    async def handler(message: bytes, payload: bytes | memoryview) -> Chunk:
         known = members()
         detail = meta_pb2.NotLeaderDetail(leader_id=0, leader_rpc=known[0] if known else "")
         raise HandlerError(ERROR_NOT_LEADER, detail.SerializeToString())
 
-    async def handler(message: bytes, payload: bytes | memoryview) -> Chunk:
-        return refuse(message, payload)
-
-    return dict.fromkeys(
-        (METHOD_BOOTSTRAP, METHOD_JOIN, METHOD_HEARTBEAT, METHOD_ADMIN, METHOD_MAP, METHOD_WATCH),
-        handler,
+    methods = (
+        METHOD_BOOTSTRAP,
+        METHOD_JOIN,
+        METHOD_HEARTBEAT,
+        METHOD_ADMIN,
+        METHOD_MAP,
+        METHOD_WATCH,
+        METHOD_STATUS,
     )
+    return dict.fromkeys(methods, handler)
 
 
 def degraded_pgs(m: ClusterMap) -> int:

@@ -273,3 +273,33 @@ class EntityTooLarge(CodedS3Error):
     CODE = "EntityTooLarge"
     STATUS = 400
     MESSAGE = "Your proposed upload exceeds the maximum allowed object size."
+
+
+class InvalidStorageClass(CodedS3Error):
+    CODE = "InvalidStorageClass"
+    STATUS = 400
+    MESSAGE = "The storage class you specified is not valid."
+
+
+class MetadataTooLarge(CodedS3Error):
+    CODE = "MetadataTooLarge"
+    STATUS = 400
+    MESSAGE = "Your metadata headers exceed the maximum allowed metadata size."
+
+
+# -- outages -------------------------------------------------------------------------------
+
+
+class ServiceUnavailable(CodedS3Error):
+    """The cluster cannot serve the request now (too few devices reachable for the
+    write quorum or a read, no KV leader); the client may retry."""
+
+    CODE = "ServiceUnavailable"
+    STATUS = 503
+    MESSAGE = "Please reduce your request rate."
+
+
+class SlowDown(CodedS3Error):
+    CODE = "SlowDown"
+    STATUS = 503
+    MESSAGE = "Please reduce your request rate."

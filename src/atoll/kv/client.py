@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from atoll.kv.errors import Compacted, KvClientError, KvTimeout, KvUnavailable
+from atoll.kv.rpc_client import cas_request
 from atoll.proto import kv_pb2, kv_pb2_grpc
 
 ERROR_METADATA_KEY = "atoll-kv-error-bin"
@@ -149,20 +150,7 @@ class Client:
 
     async def cas(self, key: bytes, expected: bytes | None, new: bytes | None) -> bool:
         """Set `key` to `new` (None: delete it) if it holds `expected` (None: absent)."""
-        if expected is None:
-            compare = kv_pb2.Compare(
-                key=key, target=kv_pb2.Compare.EXISTS, result=kv_pb2.Compare.EQUAL, exists=False
-            )
-        else:
-            compare = kv_pb2.Compare(
-                key=key, target=kv_pb2.Compare.VALUE, result=kv_pb2.Compare.EQUAL, value=expected
-            )
-        op = (
-            kv_pb2.TxnOp(delete=kv_pb2.DeleteRequest(key=key))
-            if new is None
-            else kv_pb2.TxnOp(put=kv_pb2.PutRequest(key=key, value=new))
-        )
-        request = kv_pb2.TxnRequest(compares=[compare], success=[op])
+        request = cas_request(key, expected, new)
         response = await self._call("Txn", request, read=False)
         return bool(response.succeeded)
 

@@ -15,16 +15,20 @@ from atoll.kv.layout import KeyMeta
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
-    """`prev_revision`: the mod revision of the value replaced; 0 if the key was absent."""
+    """`prev_revision`: the mod revision of the value replaced; 0 if the key was absent.
+    `prev`: the replaced value and its meta (for `prev_kv`), None if it was absent."""
 
     prev_revision: int
+    prev: tuple[bytes, KeyMeta] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteResult:
-    """`deleted`: whether the key existed (and now does not)."""
+    """`deleted`: whether the key existed (and now does not); `prev` its value and meta
+    then (for `prev_kv`)."""
 
     deleted: bool
+    prev: tuple[bytes, KeyMeta] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,13 +144,19 @@ class KvService:
         result = await self._propose(self._encode(Put(request.key, request.value)))
         if not isinstance(result, PutResult):
             raise self._error(KvError.INTERNAL, f"put applied as {result!r}")
-        return kv_pb2.PutResponse(header=self._header())
+        response = kv_pb2.PutResponse(header=self._header())
+        if request.prev_kv and result.prev is not None:
+            response.prev_kv.CopyFrom(self._kv(request.key, *result.prev))
+        return response
 
     async def delete(self, request: kv_pb2.DeleteRequest) -> kv_pb2.DeleteResponse:
         result = await self._propose(self._encode(Delete(request.key)))
         if not isinstance(result, DeleteResult):
             raise self._error(KvError.INTERNAL, f"delete applied as {result!r}")
-        return kv_pb2.DeleteResponse(header=self._header(), deleted=int(result.deleted))
+        response = kv_pb2.DeleteResponse(header=self._header(), deleted=int(result.deleted))
+        if request.prev_kv and result.prev is not None:
+            response.prev_kv.CopyFrom(self._kv(request.key, *result.prev))
+        return response
 
     async def get(self, request: kv_pb2.GetRequest) -> kv_pb2.GetResponse:
         await self._read_barrier(request.serializable)
@@ -183,12 +189,18 @@ class KvService:
         if not isinstance(result, TxnResult):
             raise self._error(KvError.INTERNAL, f"txn applied as {result!r}")
         response = kv_pb2.TxnResponse(header=self._header(), succeeded=result.succeeded)
-        for op_result in result.results:
+        branch = request.success if result.succeeded else request.failure
+        for n, op_result in enumerate(result.results):
             item = response.results.add()
+            asked = branch[n] if n < len(branch) else kv_pb2.TxnOp()
             if isinstance(op_result, PutResult):
                 item.put.CopyFrom(kv_pb2.PutResponse())
+                if asked.put.prev_kv and op_result.prev is not None:
+                    item.put.prev_kv.CopyFrom(self._kv(asked.put.key, *op_result.prev))
             elif isinstance(op_result, DeleteResult):
                 item.delete.CopyFrom(kv_pb2.DeleteResponse(deleted=int(op_result.deleted)))
+                if asked.delete.prev_kv and op_result.prev is not None:
+                    item.delete.prev_kv.CopyFrom(self._kv(asked.delete.key, *op_result.prev))
             elif isinstance(op_result, GetResult) and op_result.value is not None:
                 # A failed CAS reports the current value as the failure branch's get.
                 assert op_result.meta is not None

@@ -418,7 +418,7 @@ class _EntryApply:
         if isinstance(op, Put):
             return self.put(op.key, op.value)
         if isinstance(op, Delete):
-            return DeleteResult(self.delete(op.key))
+            return self.delete(op.key)
         return self.delete_range(op.start, op.end)
 
     def txn(self, txn: Txn) -> TxnResult:
@@ -450,14 +450,15 @@ class _EntryApply:
             )
         self.stage(key, encode_key_record(value, meta))
         self.event(EventKind.PUT, key, value, meta)
-        return PutResult(prev_revision)
+        return PutResult(prev_revision, current)
 
-    def delete(self, key: bytes) -> bool:
-        if self.load(key) is None:
-            return False
+    def delete(self, key: bytes) -> DeleteResult:
+        current = self.load(key)
+        if current is None:
+            return DeleteResult(False)
         self.stage(key, None)
         self.event(EventKind.DELETE, key, b"", KeyMeta(0, self.index, 0))
-        return True
+        return DeleteResult(True, current)
 
     def delete_range(self, start: bytes, end: bytes | None) -> DeleteRangeResult:
         if end is not None and end <= start:

@@ -43,6 +43,7 @@ from atoll.rpc.frame import (
     encode_frame,
     encode_header,
 )
+from atoll.rpc.pool import RpcPool, split_address
 from atoll.rpc.server import RpcServer
 from atoll.rpc.streams import Reply
 
@@ -74,9 +75,11 @@ __all__ = [
     "Reply",
     "RpcClient",
     "RpcError",
+    "RpcPool",
     "RpcRemoteError",
     "RpcServer",
     "RpcTimeout",
     "encode_frame",
     "encode_header",
+    "split_address",
 ]

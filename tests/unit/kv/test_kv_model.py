@@ -141,9 +141,10 @@ class Model:
                 )
             self.data[op.key] = (op.value, meta)
             self._event(index, EventKind.PUT, op.key, op.value, meta)
-            return PutResult(prev)
+            return PutResult(prev, old)
         if isinstance(op, Delete):
-            return DeleteResult(self._delete(index, op.key))
+            before = self.data.get(op.key)
+            return DeleteResult(self._delete(index, op.key), before)
         doomed = sorted(k for k in self.data if k >= op.start and (op.end is None or k < op.end))
         for key in doomed:
             self._delete(index, key)

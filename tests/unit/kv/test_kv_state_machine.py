@@ -82,7 +82,8 @@ def test_put_tracks_revisions_and_version(host: Host) -> None:
     assert host.one(Put(b"k", b"a")) == PutResult(prev_revision=0)
     assert host.sm.get(b"k") == (b"a", KeyMeta(create_revision=1, mod_revision=1, version=1))
     host.one(Put(b"other", b"x"))
-    assert host.one(Put(b"k", b"b")) == PutResult(prev_revision=1)
+    # The replaced value comes back too (for prev_kv).
+    assert host.one(Put(b"k", b"b")) == PutResult(1, (b"a", KeyMeta(1, 1, 1)))
     assert host.sm.get(b"k") == (b"b", KeyMeta(1, 3, 2))
     assert host.sm.revision() == 3
     assert host.sm.applied_index() == 3
@@ -92,7 +93,7 @@ def test_empty_value_is_not_a_missing_key(host: Host) -> None:
     host.one(Put(b"k", b""))
     assert host.sm.get(b"k") == (b"", KeyMeta(1, 1, 1))
     assert host.sm.get(b"missing") is None
-    assert host.one(Delete(b"k")) == DeleteResult(True)
+    assert host.one(Delete(b"k")) == DeleteResult(True, (b"", KeyMeta(1, 1, 1)))
     assert host.sm.get(b"k") is None
 
 
@@ -145,8 +146,12 @@ def test_compare_and_set(host: Host) -> None:
     assert host.one(compare_and_set(b"k", None, b"1")) == TxnResult(True, (PutResult(0),))
     lost = host.one(compare_and_set(b"k", None, b"2"))
     assert lost == TxnResult(False, (GetResult(b"1", KeyMeta(1, 1, 1)),))
-    assert host.one(compare_and_set(b"k", b"1", b"2")) == TxnResult(True, (PutResult(1),))
-    assert host.one(compare_and_set(b"k", b"2", None)) == TxnResult(True, (DeleteResult(True),))
+    assert host.one(compare_and_set(b"k", b"1", b"2")) == TxnResult(
+        True, (PutResult(1, (b"1", KeyMeta(1, 1, 1))),)
+    )
+    assert host.one(compare_and_set(b"k", b"2", None)) == TxnResult(
+        True, (DeleteResult(True, (b"2", KeyMeta(1, 3, 2))),)
+    )
     assert host.one(compare_and_set(b"k", b"2", None)) == TxnResult(False, (GetResult(None, None),))
     assert host.sm.get(b"k") is None
 
@@ -199,9 +204,9 @@ def test_txn_is_all_compares_then_one_branch_in_order(host: Host) -> None:
         (
             PutResult(0),
             GetResult(b"2", KeyMeta(2, 2, 1)),
-            DeleteResult(True),
+            DeleteResult(True, (b"1", KeyMeta(1, 1, 1))),
             GetResult(None, None),
-            PutResult(2),
+            PutResult(2, (b"2", KeyMeta(2, 2, 1))),
         ),
     )
     assert host.sm.get(b"b") == (b"3", KeyMeta(2, 2, 2))
@@ -232,7 +237,7 @@ def test_applies_in_one_batch_see_each_other_and_reads_see_written_state(host: H
     batch = WriteBatch()
     sm = host.sm
     assert sm.apply(1, encode(Put(b"k", b"1")), batch) == PutResult(0)
-    assert sm.apply(2, encode(Put(b"k", b"2")), batch) == PutResult(1)
+    assert sm.apply(2, encode(Put(b"k", b"2")), batch) == PutResult(1, (b"1", KeyMeta(1, 1, 1)))
     assert sm.apply(3, encode(DeleteRange(b"", None)), batch) == DeleteRangeResult(1)
     assert sm.apply(4, encode(compare_and_set(b"k", None, b"3")), batch) == TxnResult(
         True, (PutResult(0),)
@@ -284,10 +289,11 @@ def test_replay_after_a_crash_skips_what_was_written(open_kv: KvEngineOpener, kv
 def test_batch_discarded_forgets_the_pending_applies(host: Host) -> None:
     host.one(Put(b"a", b"1"))
     batch = WriteBatch()
-    assert host.sm.apply(2, encode(Put(b"a", b"2")), batch) == PutResult(1)
+    first = PutResult(1, (b"1", KeyMeta(1, 1, 1)))
+    assert host.sm.apply(2, encode(Put(b"a", b"2")), batch) == first
     host.sm.batch_discarded()
     retry = WriteBatch()
-    assert host.sm.apply(2, encode(Put(b"a", b"3")), retry) == PutResult(1)
+    assert host.sm.apply(2, encode(Put(b"a", b"3")), retry) == first
     host.engine.write(retry)
     host.sm.batch_written()
     assert host.sm.get(b"a") == (b"3", KeyMeta(1, 2, 2))

@@ -1,0 +1,404 @@
+"""The object data path: a part's bytes to and from its shard files on the storage
+nodes (issue 5 §1; shared/DESIGN.md §5). Does network I/O (through `StorageClient`)
+and runs the erasure coding in worker threads.
+
+Writing (`write_part`): the body is cut into stripes of `block_size` bytes; each
+stripe is encoded (and its blocks' CRC-32C computed) in a worker thread, and block
+`i` goes to a bounded queue feeding the `put_shard` stream of shard `i` to PG member
+`i`. At most `PIPELINE_STRIPES` stripes wait in a queue, so a request holds a few
+stripes of memory however large the part. A shard whose device is out of service, or
+whose stream fails, is dropped and the write goes on; the caller commits the part
+only if at least `W = write_quorum(k, m)` shards ended durable (`WrittenPart.durable`).
+
+Reading (`read_part`): the range is read a window of stripes at a time. The data
+shards the window touches are fetched in parallel (each `get_shard` verifies every
+block's CRC-32C on the node and on arrival); the bytes are sliced straight out of
+them, no copy and no decode. When a shard cannot be read (node down, device failed,
+corrupt block), the window is fetched again from enough other shards and decoded in
+a worker thread: a degraded read, counted in `DataPath.degraded_stripes`. The next
+window is fetched while the current one is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
+
+import crc32c
+
+from atoll.erasure import StripeCodec, StripeLayout
+from atoll.gateway.errors import ServiceUnavailable
+from atoll.meta.cluster_map import (
+    DEVICE_FAILED,
+    NODE_DRAINING,
+    NODE_UP,
+    ClusterMap,
+    in_service,
+)
+from atoll.objects.manifest import write_quorum
+from atoll.rpc import RpcError, RpcPool
+from atoll.storage import StorageClient
+from atoll.storage.errors import StorageError
+from atoll.storage.layout import ShardId
+
+log = logging.getLogger("atoll.gateway.datapath")
+
+PIPELINE_STRIPES = 4
+"""Stripes encoded ahead of the slowest shard stream (memory per write: about this
+many stripes times (k + m) / k)."""
+
+READ_WINDOW_BYTES = 4 * 1024 * 1024
+"""Object bytes fetched per window on a read (at least one stripe)."""
+
+SHARD_TIMEOUT_S = 10.0
+"""Longest wait for a storage node (each chunk or window of a shard stream)."""
+
+_SHARD_ERRORS = (RpcError, StorageError, OSError, ValueError)
+
+_Block = tuple[bytes | memoryview, int]  # a block and its CRC-32C
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PartTarget:
+    """Where one part's shard files go or come from: the pool's code, the PG, the
+    device of each shard index (`members[i]`), and the names of the files."""
+
+    pool_id: int
+    k: int
+    m: int
+    pg: int
+    members: tuple[int, ...]
+    epoch: int
+    bucket: str
+    key: str
+    version_id: str
+    part_number: int
+    block_size: int
+
+    def shard(self, index: int) -> ShardId:
+        return ShardId(
+            self.pool_id, self.pg, self.bucket, self.key, self.version_id, self.part_number, index
+        )
+
+    @property
+    def layout(self) -> StripeLayout:
+        return StripeLayout(self.k, self.m, self.block_size)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WrittenPart:
+    size: int
+    durable: tuple[int, ...]
+
+
+class _Codecs(threading.local):
+    """One StripeCodec per (k, m, block size) per worker thread (they are not
+    thread-safe and hold buffers)."""
+
+    def __init__(self) -> None:
+        self.codecs: dict[tuple[int, int, int], StripeCodec] = {}
+
+    def get(self, layout: StripeLayout) -> StripeCodec:
+        key = (layout.k, layout.m, layout.block_size)
+        codec = self.codecs.get(key)
+        if codec is None:
+            codec = self.codecs[key] = StripeCodec(layout)
+        return codec
+
+
+_codecs = _Codecs()
+
+
+def _encode(layout: StripeLayout, stripe: bytearray, fill: int) -> list[_Block]:
+    """The k + m blocks of the stripe's first `fill` bytes with their CRC-32C (worker
+    thread). Data blocks are views of `stripe` (which the caller never reuses),
+    parity and padded blocks copies (the codec reuses its buffers)."""
+    shards = _codecs.get(layout).encode(memoryview(stripe)[:fill])
+    out: list[_Block] = []
+    for shard in shards:
+        block: bytes | memoryview = shard if shard.obj is stripe else bytes(shard)
+        out.append((block, crc32c.crc32c(block)))
+    return out
+
+
+async def _offer(
+    queue: asyncio.Queue[_Block | None], item: _Block | None, task: asyncio.Task[None]
+) -> None:
+    """Put `item` in the queue of a shard stream unless that stream has ended (failed):
+    a dead stream must not block the others."""
+    if task.done():
+        return
+    put = asyncio.ensure_future(queue.put(item))
+    await asyncio.wait((put, task), return_when=asyncio.FIRST_COMPLETED)
+    if not put.done():
+        put.cancel()
+
+
+def _decode(layout: StripeLayout, shards: dict[int, memoryview], stripe_length: int) -> bytes:
+    """The stripe's bytes from any k of its shards (worker thread)."""
+    return b"".join(_codecs.get(layout).decode(shards, stripe_length))
+
+
+class DataPath:
+    def __init__(self, pool: RpcPool, cluster_map: Callable[[], ClusterMap]) -> None:
+        self._pool = pool
+        self._map = cluster_map
+        self.degraded_stripes = 0
+        """Stripes read by decoding from parity since start (the degraded_reads
+        counter)."""
+
+    async def _client(self, device_id: int, *, write: bool) -> tuple[StorageClient, int]:
+        """The storage client of the node holding `device_id`, and the map epoch to
+        route with. Raises `ServiceUnavailable` when the map says the device cannot
+        serve (failed, or its node down; for a write also a node out or draining), so
+        its shard is skipped at once instead of after a timeout."""
+        m = self._map()
+        device = m.devices.get(device_id)
+        node = m.nodes.get(device.node_id) if device is not None else None
+        if device is None or node is None or device.state == DEVICE_FAILED:
+            raise ServiceUnavailable(f"device {device_id} cannot serve")
+        usable = (
+            in_service(m, device) and node.state == NODE_UP
+            if write
+            else node.state
+            in (
+                NODE_UP,
+                NODE_DRAINING,
+            )
+        )
+        if not usable:
+            raise ServiceUnavailable(f"device {device_id} on node {node.id} ({node.state})")
+        rpc = await self._pool.get(node.rpc)
+        return StorageClient(rpc, timeout_s=SHARD_TIMEOUT_S), m.epoch
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def write_part(
+        self, target: PartTarget, body: AsyncIterable[bytes | memoryview]
+    ) -> WrittenPart:
+        """Write the body as the part's shard files (module docstring). Returns the
+        size and the durable shard indexes (at least W). Raises what the body raises
+        (then nothing durable is left behind, best effort) and `ServiceUnavailable`
+        when fewer than W shards are durable."""
+        layout = target.layout
+        width = target.k + target.m
+        loop = asyncio.get_running_loop()
+        queues: list[asyncio.Queue[_Block | None]] = [
+            asyncio.Queue(PIPELINE_STRIPES) for _ in range(width)
+        ]
+        length: asyncio.Future[int] = loop.create_future()
+        failed: dict[int, str] = {}
+
+        async def blocks(index: int) -> AsyncIterator[_Block]:
+            queue = queues[index]
+            while (item := await queue.get()) is not None:
+                yield item
+
+        async def put(index: int) -> None:
+            try:
+                client, epoch = await self._client(target.members[index], write=True)
+                await client.put_shard(
+                    target.members[index],
+                    target.shard(index),
+                    layout,
+                    blocks(index),
+                    epoch=epoch,
+                    data_length=length,
+                )
+            except (*_SHARD_ERRORS, ServiceUnavailable) as err:
+                failed[index] = str(err)
+                log.warning("put of %s failed: %s", target.shard(index), err)
+
+        tasks = [asyncio.create_task(put(i), name=f"put-shard-{i}") for i in range(width)]
+        size = 0
+        try:
+            stripe = bytearray(target.block_size)
+            fill = 0
+            async for piece in body:
+                view = memoryview(piece).cast("B")
+                while view:
+                    take = min(len(view), target.block_size - fill)
+                    stripe[fill : fill + take] = view[:take]
+                    fill += take
+                    view = view[take:]
+                    if fill == target.block_size:
+                        size += fill
+                        await self._send_stripe(layout, stripe, fill, queues, tasks)
+                        stripe, fill = bytearray(target.block_size), 0
+            if fill:
+                size += fill
+                await self._send_stripe(layout, stripe, fill, queues, tasks)
+            length.set_result(size)
+            for queue, task in zip(queues, tasks, strict=True):
+                await _offer(queue, None, task)
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not length.done():
+                length.cancel()
+            await self.delete_part(target, range(width))
+            raise
+        durable = tuple(i for i in range(width) if i not in failed)
+        if len(durable) < write_quorum(target.k, target.m):
+            await self.delete_part(target, durable)
+            raise ServiceUnavailable(
+                f"only {len(durable)} of {width} shards could be written (need "
+                f"{write_quorum(target.k, target.m)}): {sorted(failed.items())}"
+            )
+        return WrittenPart(size, durable)
+
+    async def _send_stripe(
+        self,
+        layout: StripeLayout,
+        stripe: bytearray,
+        fill: int,
+        queues: Sequence[asyncio.Queue[_Block | None]],
+        tasks: Sequence[asyncio.Task[None]],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        blocks = await loop.run_in_executor(None, _encode, layout, stripe, fill)
+        for queue, task, block in zip(queues, tasks, blocks, strict=True):
+            await _offer(queue, block, task)
+
+    async def delete_part(self, target: PartTarget, indexes: Sequence[int] | range) -> None:
+        """Remove the part's shard files of `indexes`, best effort (garbage collection
+        finds what this misses)."""
+
+        async def delete(index: int) -> None:
+            try:
+                client, epoch = await self._client(target.members[index], write=False)
+                await client.delete(target.members[index], target.shard(index), epoch=epoch)
+            except (*_SHARD_ERRORS, ServiceUnavailable) as err:
+                log.info("delete of %s skipped: %s", target.shard(index), err)
+
+        await asyncio.gather(*(delete(i) for i in indexes))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read_part(
+        self, target: PartTarget, size: int, first: int, end: int, durable: Sequence[int]
+    ) -> AsyncGenerator[memoryview, None]:
+        """Bytes `[first, end)` of the part (of `size` bytes), in order, from the shards
+        in `durable` (the others missed the write)."""
+        if first >= end:
+            return
+        layout = target.layout
+        stripes_per_window = max(1, READ_WINDOW_BYTES // target.block_size)
+        stripe_range = layout.stripes_for_range(size, first, end - first)
+        windows = [
+            range(s, min(s + stripes_per_window, stripe_range.stop))
+            for s in range(stripe_range.start, stripe_range.stop, stripes_per_window)
+        ]
+        pending: asyncio.Task[dict[int, memoryview]] | None = None
+        try:
+            for n, window in enumerate(windows):
+                if pending is None:
+                    pending = asyncio.create_task(self._fetch(target, size, window, durable))
+                shards = await pending
+                pending = None
+                if n + 1 < len(windows):
+                    pending = asyncio.create_task(
+                        self._fetch(target, size, windows[n + 1], durable)
+                    )
+                async for piece in self._assemble(target, size, window, shards, first, end):
+                    yield piece
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+
+    def _window_span(self, layout: StripeLayout, size: int, window: range) -> tuple[int, int]:
+        """Shard-file bytes `[offset, offset + length)` of the window's stripes."""
+        offset = window.start * layout.full_shard_bytes
+        length = sum(layout.shard_bytes(layout.stripe_length(size, s)) for s in window)
+        return offset, length
+
+    async def _fetch_shard(
+        self, target: PartTarget, index: int, offset: int, length: int
+    ) -> memoryview:
+        client, epoch = await self._client(target.members[index], write=False)
+        out = bytearray(length)
+        at = 0
+        stream = client.get_shard(
+            target.members[index], target.shard(index), epoch=epoch, offset=offset, length=length
+        )
+        async with contextlib.aclosing(stream):
+            async for piece in stream:
+                out[at : at + len(piece)] = piece
+                at += len(piece)
+        return memoryview(out)
+
+    async def _fetch(
+        self, target: PartTarget, size: int, window: range, durable: Sequence[int]
+    ) -> dict[int, memoryview]:
+        """Shards of the window: the k data shards if they all read, else any k
+        (parity included), fetched in rounds until k are in hand."""
+        layout = target.layout
+        offset, length = self._window_span(layout, size, window)
+        got: dict[int, memoryview] = {}
+        errors: dict[int, str] = {}
+        candidates = sorted(durable)
+        wanted = candidates[: target.k]
+        while len(got) < target.k:
+            results = await asyncio.gather(
+                *(self._fetch_shard(target, i, offset, length) for i in wanted),
+                return_exceptions=True,
+            )
+            for i, result in zip(wanted, results, strict=True):
+                if isinstance(result, memoryview):
+                    got[i] = result
+                elif isinstance(result, (*_SHARD_ERRORS, ServiceUnavailable)):
+                    errors[i] = str(result)
+                    log.warning("read of %s failed: %s", target.shard(i), result)
+                elif isinstance(result, BaseException):
+                    raise result
+            left = [i for i in candidates if i not in got and i not in errors]
+            if len(got) + len(left) < target.k:
+                raise ServiceUnavailable(
+                    f"{target.bucket}/{target.key} part {target.part_number}: only "
+                    f"{len(got)} of {target.k} needed shards readable: {sorted(errors.items())}"
+                )
+            wanted = left[: target.k - len(got)]
+        return got
+
+    async def _assemble(
+        self,
+        target: PartTarget,
+        size: int,
+        window: range,
+        shards: dict[int, memoryview],
+        first: int,
+        end: int,
+    ) -> AsyncIterator[memoryview]:
+        layout = target.layout
+        base = window.start * layout.full_shard_bytes
+        degraded = any(i not in shards for i in range(target.k))
+        loop = asyncio.get_running_loop()
+        for stripe in window:
+            stripe_start = stripe * target.block_size
+            stripe_length = layout.stripe_length(size, stripe)
+            shard_size = layout.shard_bytes(stripe_length)
+            at = stripe * layout.full_shard_bytes - base
+            lo = max(first, stripe_start) - stripe_start
+            hi = min(end, stripe_start + stripe_length) - stripe_start
+            if degraded:
+                pieces = {i: v[at : at + shard_size] for i, v in shards.items()}
+                data = await loop.run_in_executor(None, _decode, layout, pieces, stripe_length)
+                self.degraded_stripes += 1
+                yield memoryview(data)[lo:hi]
+                continue
+            while lo < hi:
+                shard, shard_offset = divmod(lo, shard_size)
+                take = min(hi - lo, shard_size - shard_offset)
+                yield shards[shard][at + shard_offset : at + shard_offset + take]
+                lo += take
+
+
+__all__ = ["PIPELINE_STRIPES", "DataPath", "PartTarget", "WrittenPart"]

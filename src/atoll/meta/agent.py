@@ -74,6 +74,7 @@ class NodeAgent:
     ) -> None:
         self.config = config
         self._usage = usage
+        self._degraded_reads: Callable[[], int] = lambda: 0
         self._load1 = load1
         self.map = ClusterMap()
         self.device_ids: tuple[int, ...] = ()
@@ -163,6 +164,7 @@ class NodeAgent:
                 epoch=self.map.epoch,
                 devices=devices,
                 load1=self._load1(),
+                degraded_reads=self._degraded_reads(),
             )
             try:
                 await self.client.call_leader(METHOD_HEARTBEAT, request.SerializeToString())
@@ -184,6 +186,10 @@ class NodeAgent:
         """Take device usage from `usage` from now on (the storage service's own
         accounting, once it runs, rather than the file system's)."""
         self._usage = usage
+
+    def use_degraded_reads(self, counter: Callable[[], int]) -> None:
+        """Report `counter()` (the gateway's degraded-read count) in heartbeats."""
+        self._degraded_reads = counter
 
     def device_failed(self, device_id: int, err: OSError) -> None:
         """For the storage service: one of this node's devices failed I/O."""

@@ -118,6 +118,7 @@ class NodeHealth:
     epoch: int = 0
     load1: float = 0.0
     devices: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> used, capacity
+    degraded_reads: int = 0  # stripes its gateway decoded from parity since it started
 
 
 def redirect_handlers(members: Callable[[], list[str]]) -> dict[str, Handler]:
@@ -184,6 +185,7 @@ def status_document(m: ClusterMap, health: Mapping[int, NodeHealth], now: float)
                 if n.id in health
                 else None,
                 "load1": health[n.id].load1 if n.id in health else None,
+                "degraded_reads": health[n.id].degraded_reads if n.id in health else None,
             }
             for n in sorted(m.nodes.values(), key=lambda n: n.id)
         ],
@@ -212,6 +214,9 @@ def status_document(m: ClusterMap, health: Mapping[int, NodeHealth], now: float)
         ],
         "pgs": sum(len(t.members) for t in m.pg_tables.values()),
         "degraded_pgs": degraded_pgs(m),
+        # Stripes the gateways decoded from parity, summed over the nodes' latest
+        # heartbeats (each counts since its process started).
+        "degraded_reads": sum(h.degraded_reads for h in health.values()),
     }
 
 
@@ -394,6 +399,7 @@ class MetaService:
             request.epoch,
             request.load1,
             {d.device_id: (d.used_bytes, d.capacity_bytes) for d in request.devices},
+            request.degraded_reads,
         )
         node = self.map.nodes.get(request.node_id)
         if node is not None and node.state == NODE_DOWN:

@@ -63,16 +63,18 @@ class DeviceUsage(_message.Message):
     def __init__(self, device_id: _Optional[int] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "epoch", "devices", "load1")
+    __slots__ = ("node_id", "epoch", "devices", "load1", "degraded_reads")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     LOAD1_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_READS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     epoch: int
     devices: _containers.RepeatedCompositeFieldContainer[DeviceUsage]
     load1: float
-    def __init__(self, node_id: _Optional[int] = ..., epoch: _Optional[int] = ..., devices: _Optional[_Iterable[_Union[DeviceUsage, _Mapping]]] = ..., load1: _Optional[float] = ...) -> None: ...
+    degraded_reads: int
+    def __init__(self, node_id: _Optional[int] = ..., epoch: _Optional[int] = ..., devices: _Optional[_Iterable[_Union[DeviceUsage, _Mapping]]] = ..., load1: _Optional[float] = ..., degraded_reads: _Optional[int] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
     __slots__ = ("epoch",)

@@ -37,8 +37,9 @@ from atoll.kv.rpc_client import KvRpcClient
 from atoll.meta.client import MetaClient
 from atoll.meta.cluster_map import ClusterMap
 from atoll.objects.index import ListQuery
-from atoll.objects.manifest import ObjectMetadata
+from atoll.objects.manifest import Manifest, ObjectMetadata
 from atoll.rpc import RpcPool
+from atoll.storage import ShardId, ShardNotFound, StorageClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -99,6 +100,29 @@ async def wait_map(address: str, timeout_s: float = 60) -> ClusterMap:
     raise AssertionError("the cluster map never placed its pools")
 
 
+async def wait_collected(store: ObjectStore, pool: RpcPool, m: ClusterMap, old: Manifest) -> None:
+    """Wait until no shard file of the version `old` is left on its PG's devices."""
+    assert old.layout is not None
+    part = old.layout.parts[0]
+    members = m.pg_tables[old.layout.pool_id].members[part.pg]
+    deadline = time.monotonic() + 30
+    while True:
+        left = []
+        for index, device in enumerate(members):
+            node = m.nodes[m.devices[device].node_id]
+            client = StorageClient(await pool.get(node.rpc))
+            shard = ShardId(
+                old.layout.pool_id, part.pg, old.bucket, old.key, old.version_id, 0, index
+            )
+            with contextlib.suppress(ShardNotFound):
+                await client.stat(device, shard, epoch=m.epoch)
+                left.append(index)
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"shards {left} of the replaced version are still there"
+        await asyncio.sleep(0.1)
+
+
 def test_object_store_on_a_real_cluster(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, devices_per_node=2, bootstrap=True)
     rng = random.Random(5)
@@ -111,7 +135,12 @@ def test_object_store_on_a_real_cluster(tmp_path: Path) -> None:
         pool = RpcPool()
         kv = KvRpcClient(lambda: {n.id: n.rpc for n in m.nodes.values() if n.member}, pool)
         store = ObjectStore(
-            kv, pool, lambda: m, clock_ms=lambda: time.time_ns() // 1_000_000, entropy=os.urandom
+            kv,
+            pool,
+            lambda: m,
+            clock_ms=lambda: time.time_ns() // 1_000_000,
+            entropy=os.urandom,
+            collect_delay_s=0.0,
         )
         try:
             await store.create_bucket("photos", "root")
@@ -237,12 +266,18 @@ def test_object_store_on_a_real_cluster(tmp_path: Path) -> None:
             with pytest.raises(BucketNotEmpty):
                 await store.delete_bucket("photos")
 
+            # An overwrite leaves the old version's shard files to be collected.
+            old = await store.head_object("photos", "b/three.bin")
+            await store.put_object("photos", "b/three.bin", Bytes(big), metadata=ObjectMetadata())
+            assert await read_all(store, "photos", "b/three.bin") == big
+            await wait_collected(store, pool, m, old)
+
             # Kill a node: every object still reads back (degraded), new writes go on.
             cluster.kill(3)
             before = store.degraded_reads
             assert await read_all(store, "photos", "a/big.bin") == big
             assert await read_all(store, "photos", "mp/obj") == part1 + part2
-            assert await read_all(store, "photos", "b/three.bin") == big[: 2 * MiB]
+            assert await read_all(store, "photos", "b/three.bin") == big
             assert store.degraded_reads > before
             after_kill = await store.put_object(
                 "photos", "d/new", Bytes(big), metadata=ObjectMetadata()

@@ -22,7 +22,16 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
+import logging
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -138,11 +147,17 @@ class DeleteOutcome:
     error_message: str = ""
 
 
+log = logging.getLogger("atoll.gateway.store")
+
 INLINE_THRESHOLD_BYTES = INLINE_THRESHOLD_DEFAULT_BYTES
 PART_BYTES_MIN = 5 * 1024 * 1024  # S3: every part of a completed upload but the last
 SCAN_PAGE = 1000
 DELETE_BATCH = 500  # keys per Txn when cleaning up an upload's part records
-GC_TASKS_MAX = 64  # background deletions of superseded shard files in flight
+GC_TASKS_MAX = 64  # background deletions of superseded shard files running at once
+GC_PENDING_MAX = 4096  # superseded versions waiting; past that, garbage collection's job
+COLLECT_DELAY_S = 30.0  # reads of the replaced version that are in flight may finish
+BUCKET_CACHE_S = 2.0  # a bucket's record (its pool) is reused this long for writes
+BUCKET_CACHE_MAX = 10_000
 DEFAULT_POOL = "standard"
 
 
@@ -219,6 +234,8 @@ class ObjectStore:
         entropy: Callable[[int], bytes],
         inline_threshold: int = INLINE_THRESHOLD_BYTES,
         block_size: int = BLOCK_SIZE_DEFAULT_BYTES,
+        collect_delay_s: float = COLLECT_DELAY_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not 0 <= inline_threshold <= INLINE_BYTES_MAX:
             raise ValueError(f"inline_threshold must be 0..{INLINE_BYTES_MAX}")
@@ -229,6 +246,9 @@ class ObjectStore:
         self._entropy = entropy
         self.inline_threshold = inline_threshold
         self.block_size = block_size
+        self.collect_delay_s = collect_delay_s
+        self._sleep = sleep
+        self._buckets: dict[str, tuple[int, BucketRecord]] = {}  # name -> (read at ms, record)
         self._gc_slots = asyncio.Semaphore(GC_TASKS_MAX)
         self._gc_tasks: set[asyncio.Task[None]] = set()
 
@@ -335,7 +355,12 @@ class ObjectStore:
             return
         layout = manifest.layout
 
+        if len(self._gc_tasks) >= GC_PENDING_MAX:
+            log.warning("%d versions wait for collection: left to GC", len(self._gc_tasks))
+            return
+
         async def run() -> None:
+            await self._sleep(self.collect_delay_s)
             async with self._gc_slots:
                 for part in layout.parts:
                     try:
@@ -398,6 +423,19 @@ class ObjectStore:
                 raise NoSuchBucket(BucketName=bucket)
             return decode_bucket_record(value)
 
+    async def _bucket_for_write(self, bucket: str) -> BucketRecord:
+        """The bucket's record, reused for `BUCKET_CACHE_S`: a write only takes its pool
+        from it, and commits with a compare that the bucket still exists."""
+        now = self._clock_ms()
+        cached = self._buckets.get(bucket)
+        if cached is not None and now - cached[0] < BUCKET_CACHE_S * 1000:
+            return cached[1]
+        record = await self.head_bucket(bucket)
+        if len(self._buckets) >= BUCKET_CACHE_MAX:
+            self._buckets.clear()
+        self._buckets[bucket] = (now, record)
+        return record
+
     async def delete_bucket(self, bucket: str) -> None:
         await self.head_bucket(bucket)
         with _client_errors():
@@ -406,6 +444,7 @@ class ObjectStore:
                 if entries:
                     raise BucketNotEmpty(BucketName=bucket)
             await self.kv.delete(bucket_key(bucket))
+        self._buckets.pop(bucket, None)
 
     # -- objects -------------------------------------------------------------------------
 
@@ -441,7 +480,7 @@ class ObjectStore:
     ) -> Manifest:
         with _client_errors():
             check_key(key)
-        record = await self.head_bucket(bucket)
+        record = await self._bucket_for_write(bucket)
         pool = self._pool(record, storage_class)
         compares = await self._check_write_conditions(bucket, key, conditions)
         version_id = make_version_id(self._entropy(16))
@@ -545,6 +584,7 @@ class ObjectStore:
                 await self.data.delete_part(target, range(target.k + target.m))
             if (await self._commit([exists], [])).succeeded:
                 raise PreconditionFailed()
+            self._buckets.pop(manifest.bucket, None)
             raise NoSuchBucket(BucketName=manifest.bucket)
         previous = response.results[0].put.prev_kv
         if previous.key:

@@ -23,6 +23,7 @@ from atoll.gateway.errors import (
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
     EntityTooSmall,
+    InvalidArgument,
     InvalidPart,
     InvalidStorageClass,
     NoSuchBucket,
@@ -167,6 +168,19 @@ def test_object_store_on_a_real_cluster(tmp_path: Path) -> None:
                 storage_class="REDUCED_REDUNDANCY",
             )
             assert copies.layout is not None and (copies.layout.k, copies.layout.m) == (1, 2)
+            # `atoll bucket set-pool`: new objects go to the bucket's pool.
+            await store.set_bucket_pool("photos", "replicated")
+            moved = await store.put_object(
+                "photos", "e/pool", Bytes(big), metadata=ObjectMetadata()
+            )
+            assert moved.layout is not None and (moved.layout.k, moved.layout.m) == (1, 2)
+            assert moved.storage_class == "REDUCED_REDUNDANCY"
+            await store.set_bucket_pool("photos", "standard")
+            with pytest.raises(InvalidArgument):
+                await store.set_bucket_pool("photos", "no-such-pool")
+            with pytest.raises(NoSuchBucket):
+                await store.set_bucket_pool("nobucket", "standard")
+            await store.delete_object("photos", "e/pool")
             with pytest.raises(InvalidStorageClass):
                 await store.put_object(
                     "photos", "x", Bytes(small), metadata=ObjectMetadata(), storage_class="GLACIER"

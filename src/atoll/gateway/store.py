@@ -158,6 +158,7 @@ GC_PENDING_MAX = 4096  # superseded versions waiting; past that, garbage collect
 COLLECT_DELAY_S = 30.0  # reads of the replaced version that are in flight may finish
 BUCKET_CACHE_S = 2.0  # a bucket's record (its pool) is reused this long for writes
 BUCKET_CACHE_MAX = 10_000
+SET_POOL_ATTEMPTS = 8
 DEFAULT_POOL = "standard"
 
 
@@ -422,6 +423,24 @@ class ObjectStore:
             if value is None:
                 raise NoSuchBucket(BucketName=bucket)
             return decode_bucket_record(value)
+
+    async def set_bucket_pool(self, bucket: str, pool_name: str) -> BucketRecord:
+        """Make `pool_name` the pool new objects of the bucket go to (`atoll bucket
+        set-pool`); objects already written stay where they are. NoSuchBucket;
+        InvalidArgument for a pool the cluster map does not have."""
+        if self._map().pool_named(pool_name) is None:
+            raise InvalidArgument(f"There is no pool named {pool_name!r}.")
+        for _ in range(SET_POOL_ATTEMPTS):
+            with _client_errors():
+                check_bucket_name(bucket)
+                value = await self.kv.get(bucket_key(bucket))
+                if value is None:
+                    raise NoSuchBucket(BucketName=bucket)
+                record = dataclasses.replace(decode_bucket_record(value), pool=pool_name)
+                if await self.kv.cas(record.index_key, value, encode_record(record)):
+                    self._buckets.pop(bucket, None)
+                    return record
+        raise ServiceUnavailable(f"bucket {bucket} kept changing; try again")
 
     async def _bucket_for_write(self, bucket: str) -> BucketRecord:
         """The bucket's record, reused for `BUCKET_CACHE_S`: a write only takes its pool

@@ -67,8 +67,8 @@ from atoll.gateway.s3proto import (
     evaluate_read_conditions,
     evaluate_write_conditions,
 )
-from atoll.kv.errors import KvClientError
-from atoll.kv.rpc_client import KvRpcClient
+from atoll.kv.errors import KvClientError, KvTimeout
+from atoll.kv.rpc_client import KvOutcomeUnknown, KvRpcClient
 from atoll.meta.cluster_map import ClusterMap, PoolRecord
 from atoll.objects import errors as objects_errors
 from atoll.objects.index import (
@@ -594,8 +594,8 @@ class ObjectStore:
         exists = _exists(bucket_key(manifest.bucket))
         try:
             response = await self._commit([exists, *compares], [put, *ops, *extra])
-        except BaseException:
-            if target is not None:
+        except BaseException as err:
+            if target is not None and not _maybe_applied(err):
                 await self.data.delete_part(target, range(target.k + target.m))
             raise
         if not response.succeeded:
@@ -791,8 +791,9 @@ class ObjectStore:
         put = _put_op(key, encode_record(record))
         try:
             response = await self._commit([_exists(upload.index_key)], [put, *ops])
-        except BaseException:
-            await self.data.delete_part(target, range(target.k + target.m))
+        except BaseException as err:
+            if not _maybe_applied(err):
+                await self.data.delete_part(target, range(target.k + target.m))
             raise
         if not response.succeeded:
             await self.data.delete_part(target, range(target.k + target.m))
@@ -947,6 +948,14 @@ class _BodyOf:
 
     def result(self) -> BodyResult:
         return self._body.result()
+
+
+def _maybe_applied(err: BaseException) -> bool:
+    """Whether a commit that raised `err` may still have applied (no answer in time,
+    or the connection broke after sending): then its shard files must stay (if it did
+    not apply, garbage collection removes them)."""
+    cause = err.__cause__ if isinstance(err, ServiceUnavailable) else err
+    return isinstance(cause, (KvTimeout, KvOutcomeUnknown, asyncio.CancelledError))
 
 
 def _put_op(key: bytes, value: bytes) -> kv_pb2.TxnOp:

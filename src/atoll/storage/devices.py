@@ -76,6 +76,9 @@ class StoredShard:
     file_name: str
     header: ShardHeader
     file_bytes: int
+    mtime_ns: int = 0
+    """When its bytes were last written (a put's rename keeps the time of its last
+    block), by the file system's clock; garbage collection ages files by it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,6 +345,18 @@ class Device:
         finally:
             reader.close()
 
+    def list_pgs_sync(self) -> list[tuple[int, int]]:
+        """(pool id, pg) of every PG directory on the device, in order."""
+        self.check_root_sync()
+        try:
+            with os.scandir(os.path.join(self.path, PGS_DIR)) as entries:
+                found = [
+                    parse_pg_dir_name(e.name) for e in entries if e.is_dir(follow_symlinks=False)
+                ]
+        except FileNotFoundError:
+            return []
+        return sorted(pg for pg in found if pg is not None)
+
     def list_pg_sync(
         self, pool_id: int, pg: int, start_after: str, limit: int
     ) -> tuple[list[tuple[str, StoredShard | None, str]], str]:
@@ -362,7 +377,8 @@ class Device:
             try:
                 with ShardReader(path) as reader:  # checks the header and the size
                     size = file_size(reader.header, reader.header_length)
-                    entries.append((name, StoredShard(name, reader.header, size), ""))
+                    mtime_ns = os.stat(path).st_mtime_ns
+                    entries.append((name, StoredShard(name, reader.header, size, mtime_ns), ""))
             except FileNotFoundError:
                 continue  # deleted since the listing
             except ShardFileCorrupt as err:

@@ -58,7 +58,7 @@ from atoll.erasure.shard_format import (
 from atoll.proto import storage_pb2
 from atoll.rpc import Chunk, ClientStreamHandler, Handler, Reply
 from atoll.storage.capacity import Reservation
-from atoll.storage.devices import Device, DeviceConfig
+from atoll.storage.devices import Device, DeviceConfig, StoredShard
 from atoll.storage.errors import (
     FAULT_DEVICE,
     FAULT_FULL,
@@ -272,6 +272,29 @@ class StorageService:
             )
         return infos
 
+    # -- in-process API: the node's own workers (garbage collection) -------------------
+    # Not routed through the cluster map, so no epoch: they act on what this node's
+    # devices hold. Same thread pool, limits, failure handling and accounting as the
+    # handlers.
+
+    async def local_pgs(self, device_id: int) -> list[tuple[int, int]]:
+        """(pool id, pg) of every PG directory on the device."""
+        device = self._usable(device_id)
+        return await self._io(device, device.list_pgs_sync)
+
+    async def local_list_pg(
+        self, device_id: int, pool_id: int, pg: int, start_after: str, limit: int
+    ) -> tuple[list[tuple[str, StoredShard | None, str]], str]:
+        """`storage.list_pg` in process, with each file's mtime (`StoredShard`)."""
+        device = self._usable(device_id)
+        limit = min(limit, self.config.list_page_max) if limit > 0 else self.config.list_page_max
+        return await self._io(device, device.list_pg_sync, pool_id, pg, start_after, limit)
+
+    async def local_delete(self, device_id: int, shard: ShardId) -> int | None:
+        """`storage.delete_shard` in process: the bytes freed, or None if no file."""
+        check_shard_id(shard)
+        return await self._delete(self._usable(device_id), shard)
+
     # -- shared --------------------------------------------------------------------------
 
     @staticmethod
@@ -293,6 +316,10 @@ class StorageService:
         reason = self._check_epoch(epoch)
         if reason is not None:
             raise StaleEpoch(f"epoch {epoch} refused: {reason}", epoch=epoch, device_id=device_id)
+        return self._usable(device_id)
+
+    def _usable(self, device_id: int) -> Device:
+        """The device, if this node has it, it has not failed and it is started."""
         device = self._devices.get(device_id)
         if device is None:
             raise UnknownDevice(
@@ -532,13 +559,16 @@ class StorageService:
     async def _delete_shard(self, message: bytes) -> Chunk:
         request = parse(storage_pb2.DeleteShardRequest, message, "delete_shard request")
         device = self._device(request.device_id, request.epoch)
-        shard = _checked_shard(request.shard)
+        freed = await self._delete(device, _checked_shard(request.shard))
+        reply = storage_pb2.DeleteShardReply(deleted=freed is not None, freed_bytes=freed or 0)
+        return reply.SerializeToString(), None
+
+    async def _delete(self, device: Device, shard: ShardId) -> int | None:
         async with device.name_lock(shard_file_name(shard)):
             freed = await self._io(device, device.delete_sync, shard)
             if freed is not None:
                 device.ledger.remove(freed)
-        reply = storage_pb2.DeleteShardReply(deleted=freed is not None, freed_bytes=freed or 0)
-        return reply.SerializeToString(), None
+        return freed
 
     async def _devices_call(self, message: bytes) -> Chunk:
         parse(storage_pb2.DevicesRequest, message, "devices request")

@@ -296,7 +296,7 @@ class ServiceUnavailable(CodedS3Error):
 
     CODE = "ServiceUnavailable"
     STATUS = 503
-    MESSAGE = "Please reduce your request rate."
+    MESSAGE = "Service is unable to handle request."
 
 
 class SlowDown(CodedS3Error):

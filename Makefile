@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv up test lint typecheck unit unit-pure bench bench-quick proto clean
+.PHONY: venv s3-clients up test lint typecheck unit unit-pure bench bench-quick proto clean
 
 venv: $(STAMP)
 
@@ -21,10 +21,19 @@ $(STAMP): pyproject.toml setup.py src/atoll/engine/_native.c
 	$(BIN)/python -c 'import atoll.engine._native' || { echo "atoll: the C accelerator did not build" >&2; exit 1; }
 	@touch $(STAMP)
 
-# A local 3-node cluster in .atoll/ (configs, data, logs, cluster.json) until Ctrl-C;
-# run again to restart the same cluster with its data.
+# A local 3-node cluster in .atoll/ (configs, data, logs, cluster.json) until Ctrl-C,
+# with node 1's S3 gateway on port 9000; run again to restart the same cluster with
+# its data.
 up: venv
-	$(BIN)/atoll dev --dir .atoll --nodes 3
+	$(BIN)/atoll dev --dir .atoll --nodes 3 --devices-per-node 2 --s3-port 9000
+
+# The real S3 clients that tests/integration/test_s3_clients.py drives, as Debian
+# packages. The tests run them by their /usr/bin paths: an `aws` found first on PATH
+# (a pyenv shim, say) need not be the AWS CLI v2.
+s3-clients:
+	@command -v /usr/bin/aws >/dev/null && command -v /usr/bin/rclone >/dev/null \
+		&& command -v /usr/bin/s3cmd >/dev/null \
+		|| { apt-get update && apt-get install -y awscli rclone s3cmd; }
 
 lint: venv
 	$(BIN)/ruff check src tests bench
@@ -33,7 +42,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv
+unit: venv s3-clients
 	$(BIN)/pytest -q
 
 # The engine's pure-Python paths (used where the C accelerator is absent).

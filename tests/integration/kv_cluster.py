@@ -1,5 +1,6 @@
 """A cluster of real Atoll node processes on 127.0.0.1 for integration tests: start,
-kill -9, SIGSTOP/SIGCONT, restart with the same data, find the leader.
+kill -9, SIGSTOP/SIGCONT, restart with the same data, find the leader, and (with
+`s3=True`) wait for the nodes' S3 gateways.
 
 Each node runs `python -c "from atoll.server.node import main; main(CONFIG)"` with its
 own TOML config and data directory under the test's temporary directory; its output
@@ -20,12 +21,17 @@ from pathlib import Path
 import grpc
 
 from atoll.proto import kv_pb2, kv_pb2_grpc
-from atoll.server.dev import pick_free_ports
+from atoll.server.dev import pick_free_ports, s3_list_buckets_status
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 TICK_INTERVAL_MS = 50
 ELECTION_TIMEOUT_TICKS = 10  # 0.5 s
+S3_START_TIMEOUT_S = 60.0  # from start_all to a gateway answering ListBuckets
+S3_POLL_INTERVAL_S = 0.1
+# The root credentials a bootstrapping test cluster is created with, so tests can sign.
+ROOT_ACCESS_KEY = "atoll-test-root"
+ROOT_SECRET_KEY = "atoll-test-root-secret-key"
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Node:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     stopped: bool = False
+    s3: str = ""  # host:port of its S3 gateway, "" without one
 
 
 @dataclass
@@ -51,17 +58,21 @@ class Cluster:
     bootstrap: bool = False
     heartbeat_interval_s: float = 1.0
     down_after_s: float = 30.0
+    # An S3 gateway on every node (`Node.s3`); with `bootstrap`, the root credentials
+    # are ROOT_ACCESS_KEY / ROOT_SECRET_KEY.
+    s3: bool = False
     nodes: dict[int, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        ports = pick_free_ports(2 * self.size)
+        ports = pick_free_ports(3 * self.size)
         for i in range(1, self.size + 1):
             self.nodes[i] = Node(
                 i,
-                f"127.0.0.1:{ports[2 * i - 2]}",
-                f"127.0.0.1:{ports[2 * i - 1]}",
+                f"127.0.0.1:{ports[3 * i - 3]}",
+                f"127.0.0.1:{ports[3 * i - 2]}",
                 self.root / f"node-{i}.toml",
                 self.root / f"node-{i}.log",
+                s3=f"127.0.0.1:{ports[3 * i - 1]}" if self.s3 else "",
             )
         members = "".join(
             f'[[nodes]]\nid = {n.id}\nrpc = "{n.rpc}"\nkv = "{n.kv}"\n' for n in self.nodes.values()
@@ -72,6 +83,8 @@ class Cluster:
                 extra += (
                     f"[bootstrap]\nhosts = {self.size}\n"
                     f"devices_per_host = {self.devices_per_node}\n"
+                    f'root_access_key = "{ROOT_ACCESS_KEY}"\n'
+                    f'root_secret_key = "{ROOT_SECRET_KEY}"\n'
                 )
             self._write_config(n, extra)
 
@@ -90,19 +103,48 @@ class Cluster:
             f"compact_after_entries = {self.compact_after_entries}\n"
             f"kv_gateway_processes = {self.kv_gateway_processes}\n"
             f"heartbeat_interval_s = {self.heartbeat_interval_s}\n"
-            f"down_after_s = {self.down_after_s}\n" + top + devices + tables
+            f"down_after_s = {self.down_after_s}\n"
+            + (f's3_address = "{n.s3}"\n' if n.s3 else "")
+            + top
+            + devices
+            + tables
         )
 
     def add_joiner(self, node_id: int, join: str) -> Node:
         """A node that is not an initial member: it joins through `join` (any node's
         rpc address) and stores data only. Start it with `start(node_id)`."""
-        rpc, kv = (f"127.0.0.1:{port}" for port in pick_free_ports(2))
+        rpc, kv, s3 = (f"127.0.0.1:{port}" for port in pick_free_ports(3))
         n = Node(
-            node_id, rpc, kv, self.root / f"node-{node_id}.toml", self.root / f"node-{node_id}.log"
+            node_id,
+            rpc,
+            kv,
+            self.root / f"node-{node_id}.toml",
+            self.root / f"node-{node_id}.log",
+            s3=s3 if self.s3 else "",
         )
         self.nodes[node_id] = n
         self._write_config(n, "", top=f'join = "{join}"\n')
         return n
+
+    async def wait_s3(self, node_id: int, timeout_s: float = S3_START_TIMEOUT_S) -> None:
+        """Until node `node_id`'s S3 gateway answers a ListBuckets signed with the root
+        credentials with 200; TimeoutError (with the logs) after `timeout_s`."""
+        n = self.nodes[node_id]
+        assert n.s3, f"node {node_id} has no S3 gateway (Cluster(s3=True))"
+        deadline = time.monotonic() + timeout_s
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                last = await s3_list_buckets_status(n.s3, (ROOT_ACCESS_KEY, ROOT_SECRET_KEY))
+                if last == 200:
+                    return
+            except Exception as error:  # not listening yet, or not answering yet
+                last = error
+            await asyncio.sleep(S3_POLL_INTERVAL_S)
+        raise TimeoutError(
+            f"node {node_id}'s S3 gateway at {n.s3} did not answer ListBuckets with 200"
+            f" within {timeout_s}s (last: {last!r})\n{self.logs()}"
+        )
 
     @property
     def endpoints(self) -> list[str]:

@@ -174,7 +174,18 @@ def server(config_path: Path, join: str) -> None:
     type=click.IntRange(min=1),
     help="Nodes of a new cluster (default 3); an existing one keeps its own.",
 )
-def dev(root: Path, nodes: int | None) -> None:
+@click.option(
+    "--devices-per-node",
+    "devices",
+    type=click.IntRange(min=1),
+    help="Devices (shard directories) per node of a new cluster (default 2).",
+)
+@click.option(
+    "--s3-port",
+    type=click.IntRange(0, 65535),
+    help="Node 1's S3 port for a new cluster (default 9000; 0: any free port).",
+)
+def dev(root: Path, nodes: int | None, devices: int | None, s3_port: int | None) -> None:
     """Run a local cluster of node processes on 127.0.0.1 until Ctrl-C."""
     from atoll.base.errors import AtollError
     from atoll.server import dev as dev_cluster
@@ -183,7 +194,7 @@ def dev(root: Path, nodes: int | None) -> None:
         click.echo(message, err=True)
 
     try:
-        status = dev_cluster.main(root, nodes, click.echo, err)
+        status = dev_cluster.main(root, nodes, click.echo, err, devices, s3_port)
     except (AtollError, OSError) as error:
         raise click.ClickException(str(error)) from error
     if status:
@@ -373,6 +384,24 @@ def pool_list(rpc: str | None, cluster_file: Path | None) -> None:
     from atoll.cli import kv_cmd, pool_cmd
 
     kv_cmd.run(pool_cmd.list_pools(_rpc_endpoints(rpc, cluster_file), click.echo))
+
+
+@main.group()
+def bucket() -> None:
+    """Buckets of the object store."""
+
+
+@bucket.command("set-pool")
+@click.argument("name")
+@click.argument("pool_name", metavar="POOL")
+@_rpc_options
+def bucket_set_pool(name: str, pool_name: str, rpc: str | None, cluster_file: Path | None) -> None:
+    """Send the new objects of bucket NAME to POOL (objects already written stay)."""
+    from atoll.cli import bucket_cmd, kv_cmd
+
+    coroutine = bucket_cmd.set_pool(_rpc_endpoints(rpc, cluster_file), name, pool_name, click.echo)
+    if not kv_cmd.run(coroutine):
+        raise SystemExit(1)
 
 
 @main.group()

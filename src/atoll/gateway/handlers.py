@@ -421,6 +421,11 @@ async def get_bucket_location(ctx: RequestContext) -> web.StreamResponse:
 # -- objects -----------------------------------------------------------------------------------
 
 
+async def get_object_tagging(ctx: RequestContext) -> web.StreamResponse:
+    await ctx.store.head_object(ctx.bucket, ctx.key)
+    return ctx.response(body=s3proto.render_empty_tagging())
+
+
 async def put_object(ctx: RequestContext) -> web.StreamResponse:
     metadata = object_metadata(ctx.headers)
     body = ctx.body(body_digests(ctx.headers))
@@ -747,5 +752,6 @@ HANDLERS: Mapping[Operation, Handler] = {
     Operation.ABORT_MULTIPART_UPLOAD: abort_multipart_upload,
     Operation.LIST_PARTS: list_parts,
     Operation.LIST_MULTIPART_UPLOADS: list_multipart_uploads,
+    Operation.GET_OBJECT_TAGGING: get_object_tagging,
 }
 """One handler per operation `s3proto.route` knows."""

@@ -77,6 +77,7 @@ class Operation(enum.Enum):
     ABORT_MULTIPART_UPLOAD = "AbortMultipartUpload"
     LIST_PARTS = "ListParts"
     LIST_MULTIPART_UPLOADS = "ListMultipartUploads"
+    GET_OBJECT_TAGGING = "GetObjectTagging"
 
 
 UNSUPPORTED_SUBRESOURCES = frozenset(
@@ -157,14 +158,19 @@ def route(
     params: dict[str, str] = {}
     for name, value in query:
         params.setdefault(name, value)
-    unsupported = sorted(UNSUPPORTED_SUBRESOURCES.intersection(params))
-    if unsupported:
-        raise S3NotImplemented(f"The ?{unsupported[0]} sub-resource is not implemented.")
     bucket, key = split_path(raw_path, bucket_from_host(host, base_domain))
+    # Objects have no tags; reading them answers an empty set (the AWS CLI reads the
+    # tags of a source object before a multipart copy).
+    tags = method.upper() == "GET" and key is not None and set(params) == {"tagging"}
+    unsupported = sorted(UNSUPPORTED_SUBRESOURCES.intersection(params))
+    if unsupported and not tags:
+        raise S3NotImplemented(f"The ?{unsupported[0]} sub-resource is not implemented.")
     if key is not None and len(key.encode("utf-8")) > KEY_BYTES_MAX:
         raise KeyTooLongError(Size=str(len(key.encode("utf-8"))), MaxSizeAllowed="1024")
     method = method.upper()
-    if bucket is None:
+    if tags:
+        operation = Operation.GET_OBJECT_TAGGING
+    elif bucket is None:
         operation = _service_operation(method)
     elif key is None:
         operation = _bucket_operation(method, params)
@@ -496,6 +502,11 @@ def render_list_buckets(owner: Owner, buckets: Iterable[BucketEntry]) -> bytes:
         for b in buckets
     ]
     return render_document("ListAllMyBucketsResult", [owner.node(), ("Buckets", entries)])
+
+
+def render_empty_tagging() -> bytes:
+    """GetObjectTagging of an object without tags."""
+    return render_document("Tagging", [("TagSet", [])])
 
 
 def render_location(region: str) -> bytes:

@@ -6,6 +6,7 @@ node_id = 1
 data_dir = "/abs/path/node-1"
 rpc_address = "127.0.0.1:7001"   # node-to-node (atoll.rpc): listen and advertised
 kv_address = "127.0.0.1:7101"    # public gRPC KV API: listen and advertised
+s3_address = "127.0.0.1:9000"    # optional: the S3 gateway (HTTP); "" or absent = none
 tick_interval_ms = 100           # optional
 election_timeout_ticks = 10      # optional
 engine = "lsm"                   # optional: lsm | lmdb
@@ -15,6 +16,8 @@ zone = ""                        # optional: failure domains for placement
 rack = ""                        # optional
 heartbeat_interval_s = 1.0       # optional: heartbeats to the meta leader
 down_after_s = 30.0              # optional: a node silent this long is marked down
+gc_grace_s = 3600.0              # optional: shard files younger than this are never collected
+gc_interval_s = 600.0            # optional: pause between garbage-collection passes
 join = ""                        # optional: a node's rpc address; see below
 [[nodes]]                        # every initial member, this node included
 id = 1
@@ -92,6 +95,9 @@ class NodeConfig:
     down_after_s: float = 30.0
     join: str = ""
     bootstrap: Bootstrap | None = None
+    s3_address: str = ""  # "" = no S3 gateway on this node
+    gc_grace_s: float = 3600.0
+    gc_interval_s: float = 600.0
 
     @property
     def member(self) -> bool:
@@ -133,6 +139,7 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
                 str(b.get("root_secret_key", "")),
             )
         join = str(data.get("join", ""))
+        s3_address = data.get("s3_address", "")
         config = NodeConfig(
             node_id=int(node_id),
             data_dir=Path(data["data_dir"]),
@@ -151,6 +158,9 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
             down_after_s=float(data.get("down_after_s", 30.0)),
             join=_address(join, f"{source}: join") if join else "",
             bootstrap=bootstrap,
+            s3_address=("" if s3_address == "" else _address(s3_address, f"{source}: s3_address")),
+            gc_grace_s=float(data.get("gc_grace_s", 3600.0)),
+            gc_interval_s=float(data.get("gc_interval_s", 600.0)),
         )
     except KeyError as err:
         raise ConfigFileError(f"{source}: missing field {err.args[0]!r}") from err
@@ -169,6 +179,8 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
         )
     if config.heartbeat_interval_s <= 0 or config.down_after_s <= config.heartbeat_interval_s:
         raise ConfigFileError(f"{source}: need 0 < heartbeat_interval_s < down_after_s")
+    if not (config.gc_grace_s >= 0 and config.gc_interval_s > 0):
+        raise ConfigFileError(f"{source}: need gc_grace_s >= 0 and gc_interval_s > 0")
     if config.bootstrap is not None and (
         config.bootstrap.hosts < 1 or config.bootstrap.devices_per_host < 1
     ):
@@ -180,6 +192,10 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
     if not 0 <= config.kv_gateway_processes <= KV_GATEWAY_PROCESSES_MAX:
         raise ConfigFileError(
             f"{source}: kv_gateway_processes must be in [0, {KV_GATEWAY_PROCESSES_MAX}]"
+        )
+    if config.s3_address and config.s3_address in (config.rpc_address, config.kv_address):
+        raise ConfigFileError(
+            f"{source}: s3_address {config.s3_address} is also the rpc or kv address"
         )
     if config.compact_after_entries < 1:
         raise ConfigFileError(f"{source}: compact_after_entries must be positive")

@@ -1,16 +1,8 @@
 """`atoll dev`: a local cluster of real node processes on 127.0.0.1, for development
-and for trying Atoll (shared/DESIGN.md §1). Does I/O: files, sockets (only to pick and
-check ports), child processes, signals and the terminal.
-
-A dev directory (default `./.atoll`) holds:
-
-    node-<id>/config.toml   the node's config (`atoll.server.config`), written once
-    node-<id>/data/         the node's data_dir
-    node-<id>/dev-<i>/      the node's devices (shard directories), 2 per node
-    node-<id>/node.log      the node's stdout and stderr, appended to on every run
-    cluster.json            {"access_key", "secret_key", "nodes": [{"id", "pid",
-                            "kv", "rpc"}, ...]}: written atomically once the cluster
-                            serves, removed when it stops
+and for trying Atoll (shared/DESIGN.md §1). Does I/O: files, sockets (to pick and
+check ports, and to probe the cluster), child processes, signals and the terminal.
+The decisions (the dev directory's layout, the port plan, configs, cluster.json) are
+in `atoll.server.dev_plan`.
 
 The root credentials are the cluster's (stored in its map): `ATOLL_ACCESS_KEY` and
 `ATOLL_SECRET_KEY` choose them on the first start, else the cluster generates them;
@@ -19,44 +11,76 @@ either way they are printed and kept across restarts.
 Running again on the same directory restarts the same cluster (same node ids, same
 ports, same data) from its configs. The supervisor starts every node as
 `python -m atoll.cli server --config FILE`, waits until a write through the KV client
-reads back, and then only watches: a node that exits is reported, not restarted, and
-the others keep running. Ctrl-C or SIGTERM stops every node (SIGTERM, then SIGKILL
-after `STOP_TIMEOUT_S`).
-
-The decisions (the port plan, config rendering, validating existing configs, the port
-reuse check, the cluster.json document) are plain functions above the `# -- shell`
-line; `Supervisor` and `main` below it carry them out.
+reads back and every S3 gateway answers a signed ListBuckets, and then only watches:
+a node that exits is reported, not restarted, and the others keep running. Ctrl-C or
+SIGTERM stops every node (SIGTERM, then SIGKILL after `STOP_TIMEOUT_S`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import hashlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from atoll.base.errors import AtollError, invariant
-from atoll.server.config import NodeConfig, load
+from atoll.server.config import load
+from atoll.server.dev_plan import (
+    ACCESS_KEY_ENV,
+    CLUSTER_FILE,
+    CONFIG_FILE,
+    HOST,
+    NODE_DIR_PREFIX,
+    S3_REGION,
+    SECRET_KEY_ENV,
+    DevError,
+    DevNode,
+    aws_cli_example,
+    check_devices_per_node,
+    check_node_count,
+    check_s3_port,
+    cluster_from_configs,
+    config_path,
+    credentials_from_env,
+    describe_exit,
+    kv_endpoints,
+    log_path,
+    node_dir,
+    plan_nodes,
+    plan_ports,
+    port_conflicts,
+    render_cluster_json,
+    render_config,
+    s3_endpoint,
+    split_address,
+)
 
-HOST = "127.0.0.1"
-NODES_DEFAULT = 3
-NODES_MAX = 15
-
-# Written into new configs; an existing cluster keeps whatever its configs say.
-TICK_INTERVAL_MS = 100
-ELECTION_TIMEOUT_TICKS = 10
+# Re-exported: callers (the CLI, tests) reach these through `atoll.server.dev`.
+__all__ = [
+    "CLUSTER_FILE",
+    "DevError",
+    "DevNode",
+    "Supervisor",
+    "kv_endpoints",
+    "main",
+    "pick_free_ports",
+    "prepare",
+    "s3_list_buckets_status",
+    "split_address",
+]
 
 SERVE_TIMEOUT_S = 60.0  # from the first start to a probe write that reads back
 PROBE_ATTEMPT_TIMEOUT_S = 5.0  # one probe: connect, put, get
 PROBE_RETRY_INTERVAL_S = 0.25  # between failed probes (an election may be running)
+S3_PROBE_TIMEOUT_S = 5.0  # one signed ListBuckets to one gateway
 STOP_TIMEOUT_S = 10.0  # from SIGTERM to exit, before SIGKILL
 KILL_TIMEOUT_S = 5.0  # from SIGKILL to the exit being reaped
 LOG_TAIL_LINES = 5  # of a node that failed at start, shown in the error
@@ -64,290 +88,6 @@ LOG_TAIL_BYTES_MAX = 8192
 
 # Under \x00atoll/, a prefix kept for the system; left in place after the probe.
 PROBE_KEY = b"\x00atoll/dev/probe"
-
-CONFIG_FILE = "config.toml"
-DATA_DIR = "data"
-LOG_FILE = "node.log"
-CLUSTER_FILE = "cluster.json"
-NODE_DIR_PREFIX = "node-"
-DEVICE_DIR_PREFIX = "dev-"
-DEVICES_PER_NODE = 2
-ACCESS_KEY_ENV = "ATOLL_ACCESS_KEY"
-SECRET_KEY_ENV = "ATOLL_SECRET_KEY"
-ACCESS_KEY_BYTES_MAX = 128
-SECRET_KEY_CHARS_MIN = 8
-
-
-class DevError(AtollError):
-    """`atoll dev` cannot start or run the cluster: a bad or inconsistent dev
-    directory, ports taken, or a cluster that did not come up."""
-
-
-@dataclass(frozen=True)
-class DevNode:
-    """One member of a dev cluster: its id and its two advertised addresses."""
-
-    node_id: int
-    rpc_address: str
-    kv_address: str
-
-
-# -- pure: paths, the plan, configs, cluster.json -----------------------------------------
-
-
-def node_dir(root: Path, node_id: int) -> Path:
-    return root / f"{NODE_DIR_PREFIX}{node_id}"
-
-
-def config_path(root: Path, node_id: int) -> Path:
-    return node_dir(root, node_id) / CONFIG_FILE
-
-
-def data_dir(root: Path, node_id: int) -> Path:
-    return node_dir(root, node_id) / DATA_DIR
-
-
-def log_path(root: Path, node_id: int) -> Path:
-    return node_dir(root, node_id) / LOG_FILE
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """`"127.0.0.1:7101"` -> `("127.0.0.1", 7101)`; DevError unless host:port."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise DevError(f"expected host:port, got {address!r}")
-    return host, int(port)
-
-
-def check_node_count(existing: int | None, requested: int | None, root: Path) -> int:
-    """The node count to run: `requested` (default `NODES_DEFAULT`) for a new cluster;
-    an existing cluster (`existing` members) keeps its own, and asking for another
-    count is an error rather than a silent change of membership."""
-    if existing is None:
-        count = NODES_DEFAULT if requested is None else requested
-        if not 1 <= count <= NODES_MAX:
-            raise DevError(f"--nodes must be between 1 and {NODES_MAX}, not {count}")
-        return count
-    if requested is not None and requested != existing:
-        raise DevError(
-            f"{root} holds a {existing}-node cluster; it cannot be restarted with"
-            f" --nodes {requested} (membership changes are not supported). Omit --nodes,"
-            f" or use another --dir"
-        )
-    return existing
-
-
-def plan_nodes(node_count: int, ports: Sequence[int], host: str = HOST) -> tuple[DevNode, ...]:
-    """Nodes 1..node_count: node i listens for rpc on `ports[i - 1]` and for kv on
-    `ports[node_count + i - 1]`."""
-    invariant(
-        len(ports) == 2 * node_count and len(set(ports)) == len(ports),
-        f"plan_nodes needs {2 * node_count} distinct ports, got {list(ports)}",
-    )
-    return tuple(
-        DevNode(i + 1, f"{host}:{ports[i]}", f"{host}:{ports[node_count + i]}")
-        for i in range(node_count)
-    )
-
-
-def toml_string(text: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped (TOML
-    1.0 §String; `\\uXXXX` covers every control character)."""
-    out = []
-    for ch in text:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def device_dir(root: Path, node_id: int, index: int) -> Path:
-    return node_dir(root, node_id) / f"{DEVICE_DIR_PREFIX}{index}"
-
-
-def credentials_from_env(environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """The root credentials asked for by `ATOLL_ACCESS_KEY` and `ATOLL_SECRET_KEY`
-    (both or neither), or None: then the cluster generates them. DevError for an
-    access key that is empty or over 128 characters, a secret under 8, or either with
-    whitespace or characters outside printable ASCII."""
-    access = environ.get(ACCESS_KEY_ENV, "")
-    secret = environ.get(SECRET_KEY_ENV, "")
-    if not access and not secret:
-        return None
-    if not access or not secret:
-        raise DevError(f"set both {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}, or neither")
-    if len(access) > ACCESS_KEY_BYTES_MAX:
-        raise DevError(
-            f"{ACCESS_KEY_ENV} has {len(access)} characters, over {ACCESS_KEY_BYTES_MAX}"
-        )
-    if len(secret) < SECRET_KEY_CHARS_MIN:
-        raise DevError(f"{SECRET_KEY_ENV} must have {SECRET_KEY_CHARS_MIN} characters or more")
-    for name, value in ((ACCESS_KEY_ENV, access), (SECRET_KEY_ENV, secret)):
-        if not all("!" <= ch <= "~" for ch in value):
-            raise DevError(f"{name} may hold printable ASCII only, without spaces")
-    return access, secret
-
-
-def render_config(
-    root: Path,
-    node: DevNode,
-    members: Sequence[DevNode],
-    credentials: tuple[str, str] | None = None,
-) -> str:
-    """The TOML config of `node` in the dev directory `root` (the format read by
-    `atoll.server.config`): `DEVICES_PER_NODE` device directories beside its data,
-    and, on the first node, the bootstrap spec that sizes the default pools from
-    every node's devices (with the root `credentials`, if given)."""
-    lines = [
-        "# Written by `atoll dev`; reused as it is when `atoll dev` runs again here.",
-        f"node_id = {node.node_id}",
-        f"data_dir = {toml_string(str(data_dir(root, node.node_id)))}",
-        f"rpc_address = {toml_string(node.rpc_address)}",
-        f"kv_address = {toml_string(node.kv_address)}",
-        f"tick_interval_ms = {TICK_INTERVAL_MS}",
-        f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}",
-    ]
-    for index in range(DEVICES_PER_NODE):
-        path = device_dir(root, node.node_id, index)
-        lines += ["", "[[devices]]", f"path = {toml_string(str(path))}"]
-    if node.node_id == min(m.node_id for m in members):
-        lines += [
-            "",
-            "[bootstrap]",
-            f"hosts = {len(members)}",
-            f"devices_per_host = {DEVICES_PER_NODE}",
-        ]
-        if credentials is not None:
-            lines += [
-                f"root_access_key = {toml_string(credentials[0])}",
-                f"root_secret_key = {toml_string(credentials[1])}",
-            ]
-    for member in members:
-        lines += [
-            "",
-            "[[nodes]]",
-            f"id = {member.node_id}",
-            f"rpc = {toml_string(member.rpc_address)}",
-            f"kv = {toml_string(member.kv_address)}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def cluster_from_configs(
-    root: Path, configs: Mapping[str, NodeConfig | None]
-) -> tuple[DevNode, ...]:
-    """The members of the cluster whose configs were found in `root`, keyed by node
-    directory name (None: a node directory without a config). DevError unless they
-    describe one cluster laid out as `atoll dev` lays it out."""
-    missing = sorted(name for name, config in configs.items() if config is None)
-    if missing:
-        raise DevError(
-            f"{root}: {', '.join(missing)} hold no {CONFIG_FILE}; remove {root} to start"
-            f" a new cluster (its data is lost)"
-        )
-    found = {name: config for name, config in configs.items() if config is not None}
-    invariant(bool(found), f"cluster_from_configs({root}) given no configs")
-    members = _members(found[min(found)])
-    for name, config in sorted(found.items()):
-        where = root / name / CONFIG_FILE
-        if name != f"{NODE_DIR_PREFIX}{config.node_id}":
-            raise DevError(f"{where}: node_id is {config.node_id}, but it lies in {name}")
-        if _members(config) != members:
-            raise DevError(
-                f"{where}: lists members {_members(config)}, {min(found)} lists {members}"
-            )
-        own = next(m for m in members if m.node_id == config.node_id)
-        if (config.rpc_address, config.kv_address) != (own.rpc_address, own.kv_address):
-            raise DevError(f"{where}: rpc_address/kv_address differ from its [[nodes]] entry")
-        expected = data_dir(root, config.node_id)
-        if config.data_dir != expected:
-            raise DevError(
-                f"{where}: data_dir is {config.data_dir}, not {expected} (was the directory"
-                f" moved?); atoll dev keeps each node's data beside its config"
-            )
-    ids = sorted(config.node_id for config in found.values())
-    if ids != [m.node_id for m in members]:
-        raise DevError(
-            f"{root}: the members are nodes {[m.node_id for m in members]}, but configs"
-            f" exist for nodes {ids}; remove {root} to start a new cluster"
-        )
-    return members
-
-
-def _members(config: NodeConfig) -> tuple[DevNode, ...]:
-    return tuple(
-        sorted((DevNode(m.id, m.rpc, m.kv) for m in config.nodes), key=lambda n: n.node_id)
-    )
-
-
-def port_conflicts(nodes: Sequence[DevNode], is_free: Callable[[str], bool]) -> list[str]:
-    """The addresses of `nodes` that `is_free` says cannot be bound, each as
-    "node N kind address", in node order (rpc before kv)."""
-    return [
-        f"node {node.node_id} {kind} {address}"
-        for node in nodes
-        for kind, address in (("rpc", node.rpc_address), ("kv", node.kv_address))
-        if not is_free(address)
-    ]
-
-
-def cluster_document(
-    nodes: Sequence[DevNode],
-    pids: Mapping[int, int],
-    credentials: tuple[str, str] | None = None,
-) -> dict[str, Any]:
-    """The content of cluster.json: every node with its process id and addresses, and
-    the root credentials once known."""
-    document: dict[str, Any] = {}
-    if credentials is not None:
-        document["access_key"], document["secret_key"] = credentials
-    return document | {
-        "nodes": [
-            {
-                "id": node.node_id,
-                "pid": pids[node.node_id],
-                "kv": node.kv_address,
-                "rpc": node.rpc_address,
-            }
-            for node in nodes
-        ]
-    }
-
-
-def render_cluster_json(
-    nodes: Sequence[DevNode],
-    pids: Mapping[int, int],
-    credentials: tuple[str, str] | None = None,
-) -> str:
-    return json.dumps(cluster_document(nodes, pids, credentials), indent=2) + "\n"
-
-
-def kv_endpoints(text: str, source: str, kind: str = "kv") -> list[str]:
-    """The `kind` ("kv" or "rpc") addresses listed in a cluster.json's `text`;
-    DevError naming `source` if it is not one."""
-    try:
-        document = json.loads(text)
-        endpoints = [str(node[kind]) for node in document["nodes"]]
-        for endpoint in endpoints:
-            split_address(endpoint)
-    except (ValueError, KeyError, TypeError, DevError) as err:
-        raise DevError(f"{source}: not a cluster file written by atoll dev ({err})") from err
-    if not endpoints:
-        raise DevError(f"{source}: lists no nodes")
-    return endpoints
-
-
-def describe_exit(returncode: int) -> str:
-    """`0` -> "exit code 0"; `-9` -> "signal SIGKILL" (asyncio's convention)."""
-    if returncode < 0:
-        try:
-            return f"signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit code {returncode}"
 
 
 # -- shell: files, ports, processes --------------------------------------------------------
@@ -410,15 +150,26 @@ def port_is_free(address: str) -> bool:
 
 
 def prepare(
-    root: Path, requested_nodes: int | None, credentials: tuple[str, str] | None = None
+    root: Path,
+    requested_nodes: int | None,
+    credentials: tuple[str, str] | None = None,
+    requested_devices: int | None = None,
+    requested_s3_port: int | None = None,
 ) -> tuple[tuple[DevNode, ...], bool]:
     """Set up `root` for a run: read the cluster already there, or plan a new one on
-    free ports and write its configs (the first node's with the root `credentials`,
-    if given: an existing cluster keeps its own). Returns the members and whether
-    they are new. DevError if an existing cluster's ports are taken."""
+    free ports (node 1's S3 port as requested) and write its configs (the first
+    node's with the root `credentials`, if given: an existing cluster keeps its
+    own). Returns the members and whether they are new. DevError, before anything is
+    written or started, if the ports the cluster needs are taken."""
     root.mkdir(parents=True, exist_ok=True)
     existing = read_cluster(root)
     count = check_node_count(None if existing is None else len(existing), requested_nodes, root)
+    devices = check_devices_per_node(
+        None if existing is None else existing[0].devices, requested_devices, root
+    )
+    s3_port = check_s3_port(
+        None if existing is None else _port_of(existing[0].s3_address), requested_s3_port, root
+    )
     if existing is not None:
         taken = port_conflicts(existing, port_is_free)
         if taken:
@@ -431,13 +182,22 @@ def prepare(
         # pids are dead or, worse, reused by other processes.
         (root / CLUSTER_FILE).unlink(missing_ok=True)
         return existing, False
-    nodes = plan_nodes(count, pick_free_ports(2 * count))
+    if s3_port and not port_is_free(f"{HOST}:{s3_port}"):
+        raise DevError(
+            f"the S3 port {HOST}:{s3_port} is in use (another `atoll dev`, or another"
+            f" S3 server?); choose another with --s3-port PORT, or --s3-port 0 for any free one"
+        )
+    nodes = plan_nodes(count, plan_ports(count, s3_port, pick_free_ports(3 * count + 1)), devices)
     for node in nodes:
         node_dir(root, node.node_id).mkdir(exist_ok=True)
         write_atomically(
             config_path(root, node.node_id), render_config(root, node, nodes, credentials)
         )
     return nodes, True
+
+
+def _port_of(address: str) -> int:
+    return split_address(address)[1] if address else 0
 
 
 def node_command(config: Path) -> list[str]:
@@ -471,8 +231,35 @@ async def client_probe(endpoints: Sequence[str], value: bytes) -> None:
         raise DevError(f"probe key {PROBE_KEY!r} read back {got!r}, not {value!r}")
 
 
+async def s3_list_buckets_status(
+    address: str, credentials: tuple[str, str], timeout_s: float = S3_PROBE_TIMEOUT_S
+) -> int:
+    """The HTTP status of a ListBuckets signed with `credentials` (SigV4), sent to the
+    S3 gateway at `address` (host:port). Raises what aiohttp raises when the gateway
+    does not answer (refused, timed out)."""
+    import aiohttp  # loads only when a dev cluster starts
+
+    from atoll.gateway.sigv4 import Headers, Request, sign_request
+
+    signed = sign_request(
+        Request("GET", "/", (), Headers([("host", address)])),
+        access_key=credentials[0],
+        secret_key=credentials[1],
+        region=S3_REGION,
+        now_s=time.time(),
+        payload_hash=hashlib.sha256(b"").hexdigest(),
+    )
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+        session.get(f"http://{address}/", headers=dict(signed.headers)) as response,
+    ):
+        await response.read()
+        return response.status
+
+
 Probe = Callable[[Sequence[str], bytes], Awaitable[None]]
 CredentialsProbe = Callable[[Sequence[str]], Awaitable["tuple[str, str] | None"]]
+S3Probe = Callable[[str, "tuple[str, str]"], Awaitable[int]]
 Echo = Callable[[str], None]
 
 
@@ -485,9 +272,10 @@ class _Child:
 
 
 class Supervisor:
-    """Starts the nodes of `nodes`, waits until the cluster serves, writes
-    cluster.json, reports nodes that exit, and stops them all when `stop` is set.
-    `command` and `probe` are parameters so that a test can run fake nodes."""
+    """Starts the nodes of `nodes`, waits until the cluster serves (KV and every S3
+    gateway), writes cluster.json, reports nodes that exit, and stops them all when
+    `stop` is set. `command` and the probes are parameters so that a test can run
+    fake nodes."""
 
     def __init__(
         self,
@@ -498,6 +286,7 @@ class Supervisor:
         command: Callable[[Path], Sequence[str]] = node_command,
         probe: Probe = client_probe,
         credentials: CredentialsProbe = map_credentials,
+        s3_probe: S3Probe = s3_list_buckets_status,
     ) -> None:
         self.root = root
         self.nodes = tuple(nodes)
@@ -506,6 +295,7 @@ class Supervisor:
         self.command = command
         self.probe = probe
         self.credentials_probe = credentials
+        self.s3_probe = s3_probe
         self.credentials: tuple[str, str] | None = None
         self.children: list[_Child] = []
         self.faults = 0
@@ -596,12 +386,29 @@ class Supervisor:
                     self.credentials = await self.credentials_probe(
                         [node.rpc_address for node in self.nodes]
                     )
-                if self.credentials is not None:
+                if self.credentials is None:
+                    self.last_probe_error = DevError("the cluster map is not bootstrapped yet")
+                elif await self._s3_serves(self.credentials):
                     return
-                self.last_probe_error = DevError("the cluster map is not bootstrapped yet")
             except Exception as error:  # any failure means "not yet"; reported on timeout
                 self.last_probe_error = error
             await asyncio.sleep(PROBE_RETRY_INTERVAL_S)
+
+    async def _s3_serves(self, credentials: tuple[str, str]) -> bool:
+        """Whether every node's S3 gateway answers a signed ListBuckets with 200 (a
+        gateway that has not bound its port yet raises, which means "not yet")."""
+        for node in self.nodes:
+            if not node.s3_address:
+                continue
+            async with asyncio.timeout(S3_PROBE_TIMEOUT_S):
+                status = await self.s3_probe(node.s3_address, credentials)
+            if status != 200:
+                self.last_probe_error = DevError(
+                    f"node {node.node_id}'s S3 gateway at {node.s3_address} answered a"
+                    f" signed ListBuckets with HTTP {status}"
+                )
+                return False
+        return True
 
     def _announce(self) -> None:
         pids = {child.node.node_id: child.process.pid for child in self.children}
@@ -611,14 +418,27 @@ class Supervisor:
         self.out(f"atoll dev: {_count(self.nodes)} serving")
         for child in self.children:
             node = child.node
+            s3 = f"  s3 {s3_endpoint(node.s3_address)}" if node.s3_address else ""
             self.out(
-                f"  node {node.node_id}: kv {node.kv_address}  rpc {node.rpc_address}"
+                f"  node {node.node_id}: kv {node.kv_address}  rpc {node.rpc_address}{s3}"
                 f"  pid {child.process.pid}  log {child.log}"
             )
         self.out(f"endpoints: {','.join(node.kv_address for node in self.nodes)}")
+        gateways = [node for node in self.nodes if node.s3_address]
+        if gateways:
+            self.out(f"S3 endpoint: {s3_endpoint(gateways[0].s3_address)}")
+        else:
+            self.out(
+                "no S3 gateway: the configs in this directory predate them; remove it to"
+                " start a new cluster with gateways"
+            )
         if self.credentials is not None:
             access, secret = self.credentials
             self.out(f"root credentials: access key {access}  secret key {secret}")
+            if gateways:
+                self.out("try:")
+                endpoint = s3_endpoint(gateways[0].s3_address)
+                self.out(f"  {aws_cli_example(endpoint, self.credentials)}")
         self.out(f"cluster file: {cluster_file}")
         self.out("Ctrl-C stops the cluster.")
 
@@ -723,12 +543,19 @@ async def _run(supervisor: Supervisor) -> int:
             loop.remove_signal_handler(signum)
 
 
-def main(root: Path, requested_nodes: int | None, out: Echo, err: Echo) -> int:
+def main(
+    root: Path,
+    requested_nodes: int | None,
+    out: Echo,
+    err: Echo,
+    requested_devices: int | None = None,
+    requested_s3_port: int | None = None,
+) -> int:
     """Run a dev cluster in `root` until Ctrl-C or SIGTERM; the exit status (see
     `Supervisor.run`). DevError (or ConfigFileError) if it cannot start."""
     root = root.resolve()
     credentials = credentials_from_env(os.environ)
-    nodes, new = prepare(root, requested_nodes, credentials)
+    nodes, new = prepare(root, requested_nodes, credentials, requested_devices, requested_s3_port)
     if not new:
         out(f"atoll dev: restarting the {len(nodes)}-node cluster in {root}")
         if credentials is not None:

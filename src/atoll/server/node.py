@@ -23,13 +23,19 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
+from atoll.base.errors import AtollError
 from atoll.engine import open_engine
+from atoll.gateway.gc import GcConfig, run_collector
+from atoll.gateway.http import S3Server
+from atoll.gateway.store import ObjectStore
 from atoll.kv.gateway import GatewaySpec
 from atoll.kv.grpc_server import KvServicer, rpc_handlers
+from atoll.kv.rpc_client import KvRpcClient
 from atoll.kv.service import KvService, ServiceConfig
 from atoll.kv.state_machine import KvStateMachine
 from atoll.meta.agent import AgentConfig, DeviceConfig, NodeAgent, filesystem_usage
@@ -47,7 +53,7 @@ from atoll.meta.state_machine import MetaStateMachine
 from atoll.multiraft.host import HostConfig, RaftHost
 from atoll.proto import kv_pb2_grpc
 from atoll.raft import ConfState
-from atoll.rpc import ClientStreamHandler, Handler, RpcServer
+from atoll.rpc import ClientStreamHandler, Handler, RpcPool, RpcServer
 from atoll.server.config import NodeConfig, load
 from atoll.storage import DeviceConfig as StorageDeviceConfig
 from atoll.storage import StorageService
@@ -107,6 +113,8 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
             tasks.append(
                 asyncio.create_task(_serve_storage(config, agent, rpc_server), name="storage")
             )
+        if config.s3_address:
+            tasks.append(asyncio.create_task(_serve_s3(config, agent), name="s3"))
         print(
             f"atoll node {config.node_id}: kv {config.kv_address} rpc {config.rpc_address}",
             flush=True,
@@ -124,9 +132,10 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
             raise RuntimeError(f"node {config.node_id}: the Raft host failed") from host.failure
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
-                raise RuntimeError(f"node {config.node_id}: {task.get_name()} failed") from (
-                    task.exception()
-                )
+                error = task.exception()
+                raise RuntimeError(
+                    f"node {config.node_id}: {task.get_name()} failed: {error}"
+                ) from error
 
 
 async def _start_member(
@@ -187,13 +196,80 @@ async def _serve_storage(config: NodeConfig, agent: NodeAgent, rpc_server: RpcSe
         on_device_failure=agent.device_failed,
     )
     await service.start()
+    gc_pool = RpcPool()
+    gc_kv = KvRpcClient(_kv_replicas(agent), gc_pool)
+    gc_config = GcConfig(grace_s=config.gc_grace_s, interval_s=config.gc_interval_s)
+    gc = asyncio.create_task(
+        run_collector(service, gc_kv, clock=time.time, sleep=asyncio.sleep, config=gc_config),
+        name="gc",
+    )
     try:
         rpc_server.add_handlers(service.rpc_handlers(), service.rpc_stream_handlers())
         agent.use_usage(lambda path: _storage_usage(service, path))
         log.info("node %d: storage serves devices %s", config.node_id, sorted(devices))
         await asyncio.Event().wait()  # until cancelled at stop
     finally:
+        gc.cancel()  # the collector stops before the service it lists and deletes through
+        await asyncio.gather(gc, return_exceptions=True)
+        await gc_pool.close()
         await service.stop()
+
+
+def _kv_replicas(agent: NodeAgent) -> Callable[[], dict[int, str]]:
+    """The KV region's replicas (the member nodes) by the agent's current map."""
+    return lambda: {n.id: n.rpc for n in agent.map.nodes.values() if n.member}
+
+
+async def _serve_s3(config: NodeConfig, agent: NodeAgent) -> None:
+    """The S3 gateway on `config.s3_address`, from the moment the node has joined the
+    cluster (its map names the KV replicas and the pools) until the node stops. The
+    object index lives in the KV region, whose replicas are the member nodes. The
+    heartbeats carry the gateway's degraded-read count (`atoll status`)."""
+    await agent.joined.wait()
+    pool = RpcPool()
+    kv = KvRpcClient(_kv_replicas(agent), pool)
+    store = ObjectStore(
+        kv,
+        pool,
+        lambda: agent.map,
+        clock_ms=lambda: time.time_ns() // 1_000_000,
+        entropy=os.urandom,
+    )
+    server = S3Server(
+        store,
+        credentials=lambda access_key: root_secret(agent.map, access_key),
+        clock_s=time.time,
+        entropy=os.urandom,
+    )
+    agent.use_degraded_reads(lambda: store.degraded_reads)
+    host, port = _split(config.s3_address)
+    try:
+        try:
+            bound = await server.start(host, port)
+        except OSError as err:
+            raise S3ListenError(
+                f"node {config.node_id}: cannot listen for S3 on {config.s3_address}: {err}"
+            ) from err
+        try:
+            print(f"atoll node {config.node_id}: s3 http://{host}:{bound}", flush=True)
+            await asyncio.Event().wait()  # until cancelled at stop
+        finally:
+            await server.stop()
+    finally:
+        await store.close()
+        await pool.close()
+
+
+class S3ListenError(AtollError, OSError):
+    """The S3 gateway cannot listen on its configured address (in use, say)."""
+
+
+def root_secret(m: ClusterMap, access_key: str) -> str | None:
+    """The secret of `access_key` if it is the cluster's root access key, else None
+    (also before the bootstrap has stored the root credentials)."""
+    if m.root is None or m.root.access_key != access_key:
+        return None
+    return m.root.secret_key
 
 
 def _storage_usage(service: StorageService, path: str) -> tuple[int, int]:

@@ -49,6 +49,7 @@ TABLE: list[tuple[str, str, list[tuple[str, str]], dict[str, str], Operation]] =
     ("POST", "object", [("uploadId", "u")], {}, Operation.COMPLETE_MULTIPART_UPLOAD),
     ("DELETE", "object", [("uploadId", "u")], {}, Operation.ABORT_MULTIPART_UPLOAD),
     ("GET", "object", [("uploadId", "u")], {}, Operation.LIST_PARTS),
+    ("GET", "object", [("tagging", "")], {}, Operation.GET_OBJECT_TAGGING),
 ]
 
 
@@ -127,11 +128,24 @@ def test_bucket_from_host(host: str, bucket: str | None) -> None:
     "name", ["acl", "policy", "lifecycle", "tagging", "versioning", "cors", "website"]
 )
 def test_unsupported_subresources_are_not_implemented(name: str) -> None:
-    with pytest.raises(errors.S3NotImplemented) as caught:
-        route("GET", "h", "/bkt/key", [(name, "")], {})
-    assert caught.value.status == 501
+    if name != "tagging":  # reading an object's tags is served (an empty set)
+        with pytest.raises(errors.S3NotImplemented) as caught:
+            route("GET", "h", "/bkt/key", [(name, "")], {})
+        assert caught.value.status == 501
     with pytest.raises(errors.S3NotImplemented):
         route("PUT", "h", "/bkt", [(name, "")], {})
+    with pytest.raises(errors.S3NotImplemented):
+        route("PUT", "h", "/bkt/key", [(name, "")], {})
+
+
+def test_get_object_tagging_is_routed_and_bucket_tagging_is_not() -> None:
+    assert route("GET", "h", "/bkt/key", [("tagging", "")], {}).operation is (
+        Operation.GET_OBJECT_TAGGING
+    )
+    with pytest.raises(errors.S3NotImplemented):
+        route("GET", "h", "/bkt", [("tagging", "")], {})
+    with pytest.raises(errors.S3NotImplemented):
+        route("GET", "h", "/bkt/key", [("tagging", ""), ("acl", "")], {})
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,12 @@ def boto_parse(operation: str, body: bytes, status: int = 200) -> dict[str, Any]
     return parsed
 
 
+def test_empty_tagging_reads_as_no_tags() -> None:
+    body = p.render_empty_tagging()
+    assert body.decode() == f"{DECL}<Tagging {NS}><TagSet></TagSet></Tagging>"
+    assert boto_parse("GetObjectTagging", body) == {"TagSet": []}
+
+
 def test_timestamp_format() -> None:
     assert p.format_timestamp(T_MS) == T_TEXT
     assert p.format_timestamp(0) == "1970-01-01T00:00:00.000Z"

@@ -60,6 +60,8 @@ def test_join_from_the_file_or_the_command_line(tmp_path: Path) -> None:
         ("heartbeat_interval_s = 5\ndown_after_s = 2\n", "heartbeat_interval_s"),
         ('[[devices]]\npath = "/a"\n[[devices]]\npath = "/a"\n', "distinct"),
         ("[bootstrap]\nhosts = 0\ndevices_per_host = 1\n", "bootstrap"),
+        ("gc_grace_s = -1\n", "gc_grace_s"),
+        ("gc_interval_s = 0\n", "gc_interval_s"),
     ],
 )
 def test_inconsistent_files_are_refused(tmp_path: Path, extra: str, match: str) -> None:
@@ -67,3 +69,22 @@ def test_inconsistent_files_are_refused(tmp_path: Path, extra: str, match: str) 
     text = BASE + MEMBERS + extra if tables_last else BASE + extra + MEMBERS
     with pytest.raises(ConfigFileError, match=match):
         load(write(tmp_path, text))
+
+
+def test_garbage_collection_timers(tmp_path: Path) -> None:
+    default = load(write(tmp_path, BASE + MEMBERS))
+    assert (default.gc_grace_s, default.gc_interval_s) == (3600.0, 600.0)
+    custom = load(write(tmp_path, BASE + "gc_grace_s = 0\ngc_interval_s = 2.5\n" + MEMBERS))
+    assert (custom.gc_grace_s, custom.gc_interval_s) == (0.0, 2.5)
+
+
+def test_s3_address_is_optional_and_validated(tmp_path: Path) -> None:
+    assert load(write(tmp_path, BASE + MEMBERS)).s3_address == ""
+    assert load(write(tmp_path, BASE + 's3_address = ""\n' + MEMBERS)).s3_address == ""
+    config = load(write(tmp_path, BASE + 's3_address = "127.0.0.1:9000"\n' + MEMBERS))
+    assert config.s3_address == "127.0.0.1:9000"
+    for bad in ('"9000"', '"127.0.0.1:0"', '"127.0.0.1:http"', "9000"):
+        with pytest.raises(ConfigFileError, match="s3_address: expected host:port"):
+            load(write(tmp_path, BASE + f"s3_address = {bad}\n" + MEMBERS))
+    with pytest.raises(ConfigFileError, match="also the rpc or kv address"):
+        load(write(tmp_path, BASE + 's3_address = "127.0.0.1:7104"\n' + MEMBERS))

@@ -40,7 +40,7 @@ from atoll.meta.cluster_map import (
     in_service,
 )
 from atoll.objects.manifest import write_quorum
-from atoll.rpc import RpcError, RpcPool
+from atoll.rpc import RpcCaller, RpcError, RpcPool
 from atoll.storage import StorageClient
 from atoll.storage.errors import StorageError
 from atoll.storage.layout import ShardId
@@ -147,9 +147,15 @@ class DataPath:
     def __init__(self, pool: RpcPool, cluster_map: Callable[[], ClusterMap]) -> None:
         self._pool = pool
         self._map = cluster_map
+        self._local: tuple[int, RpcCaller] | None = None
         self.degraded_stripes = 0
         """Stripes read by decoding from parity since start (the degraded_reads
         counter)."""
+
+    def use_local(self, node_id: int, caller: RpcCaller) -> None:
+        """Reach the shard service of node `node_id` (this process's own) through
+        `caller` (a `LocalClient`) instead of a connection to itself."""
+        self._local = (node_id, caller)
 
     async def _client(self, device_id: int, *, write: bool) -> tuple[StorageClient, int]:
         """The storage client of the node holding `device_id`, and the map epoch to
@@ -172,7 +178,8 @@ class DataPath:
         )
         if not usable:
             raise ServiceUnavailable(f"device {device_id} on node {node.id} ({node.state})")
-        rpc = await self._pool.get(node.rpc)
+        local = self._local
+        rpc = local[1] if local and local[0] == node.id else await self._pool.get(node.rpc)
         return StorageClient(rpc, timeout_s=SHARD_TIMEOUT_S), m.epoch
 
     # -- writing ---------------------------------------------------------------------------

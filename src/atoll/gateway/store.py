@@ -118,7 +118,7 @@ from atoll.objects.manifest import (
 )
 from atoll.placement.pools import pg_of
 from atoll.proto import kv_pb2
-from atoll.rpc import RpcPool
+from atoll.rpc import RpcCaller, RpcPool
 
 
 class Body(Protocol):
@@ -252,6 +252,10 @@ class ObjectStore:
         self._buckets: dict[str, tuple[int, BucketRecord]] = {}  # name -> (read at ms, record)
         self._gc_slots = asyncio.Semaphore(GC_TASKS_MAX)
         self._gc_tasks: set[asyncio.Task[None]] = set()
+
+    def use_local_storage(self, node_id: int, caller: RpcCaller) -> None:
+        """Reach this node's own shard service in process (`DataPath.use_local`)."""
+        self.data.use_local(node_id, caller)
 
     @property
     def degraded_reads(self) -> int:

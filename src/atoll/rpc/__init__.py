@@ -43,6 +43,7 @@ from atoll.rpc.frame import (
     encode_frame,
     encode_header,
 )
+from atoll.rpc.local import LocalClient, RpcCaller
 from atoll.rpc.pool import RpcPool, split_address
 from atoll.rpc.server import RpcServer
 from atoll.rpc.streams import Reply
@@ -71,8 +72,10 @@ __all__ = [
     "FrameError",
     "Handler",
     "HandlerError",
+    "LocalClient",
     "OutPayload",
     "Reply",
+    "RpcCaller",
     "RpcClient",
     "RpcError",
     "RpcPool",

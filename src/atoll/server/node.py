@@ -53,7 +53,7 @@ from atoll.meta.state_machine import MetaStateMachine
 from atoll.multiraft.host import HostConfig, RaftHost
 from atoll.proto import kv_pb2_grpc
 from atoll.raft import ConfState
-from atoll.rpc import ClientStreamHandler, Handler, RpcPool, RpcServer
+from atoll.rpc import ClientStreamHandler, Handler, LocalClient, RpcPool, RpcServer
 from atoll.server.config import NodeConfig, load
 from atoll.storage import DeviceConfig as StorageDeviceConfig
 from atoll.storage import StorageService
@@ -109,12 +109,15 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
         if not config.member:
             rpc_server.add_handlers(redirect_handlers(lambda: agent.members))
         tasks.append(asyncio.create_task(agent.run(), name="meta-agent"))
+        storage: asyncio.Future[StorageService] = asyncio.get_running_loop().create_future()
         if config.devices:
             tasks.append(
-                asyncio.create_task(_serve_storage(config, agent, rpc_server), name="storage")
+                asyncio.create_task(
+                    _serve_storage(config, agent, rpc_server, storage), name="storage"
+                )
             )
         if config.s3_address:
-            tasks.append(asyncio.create_task(_serve_s3(config, agent), name="s3"))
+            tasks.append(asyncio.create_task(_serve_s3(config, agent, storage), name="s3"))
         print(
             f"atoll node {config.node_id}: kv {config.kv_address} rpc {config.rpc_address}",
             flush=True,
@@ -182,7 +185,12 @@ async def _start_member(
     return host, kv
 
 
-async def _serve_storage(config: NodeConfig, agent: NodeAgent, rpc_server: RpcServer) -> None:
+async def _serve_storage(
+    config: NodeConfig,
+    agent: NodeAgent,
+    rpc_server: RpcServer,
+    started: asyncio.Future[StorageService],
+) -> None:
     """The shard service on this node's devices, from the moment the cluster map has
     given them ids (the agent has joined) until the node stops."""
     await agent.joined.wait()
@@ -205,6 +213,7 @@ async def _serve_storage(config: NodeConfig, agent: NodeAgent, rpc_server: RpcSe
     )
     try:
         rpc_server.add_handlers(service.rpc_handlers(), service.rpc_stream_handlers())
+        started.set_result(service)
         agent.use_usage(lambda path: _storage_usage(service, path))
         log.info("node %d: storage serves devices %s", config.node_id, sorted(devices))
         await asyncio.Event().wait()  # until cancelled at stop
@@ -220,7 +229,9 @@ def _kv_replicas(agent: NodeAgent) -> Callable[[], dict[int, str]]:
     return lambda: {n.id: n.rpc for n in agent.map.nodes.values() if n.member}
 
 
-async def _serve_s3(config: NodeConfig, agent: NodeAgent) -> None:
+async def _serve_s3(
+    config: NodeConfig, agent: NodeAgent, storage: asyncio.Future[StorageService]
+) -> None:
     """The S3 gateway on `config.s3_address`, from the moment the node has joined the
     cluster (its map names the KV replicas and the pools) until the node stops. The
     object index lives in the KV region, whose replicas are the member nodes. The
@@ -242,6 +253,7 @@ async def _serve_s3(config: NodeConfig, agent: NodeAgent) -> None:
         entropy=os.urandom,
     )
     agent.use_degraded_reads(lambda: store.degraded_reads)
+    storage.add_done_callback(lambda done: _use_local_storage(config, store, done))
     host, port = _split(config.s3_address)
     try:
         try:
@@ -258,6 +270,18 @@ async def _serve_s3(config: NodeConfig, agent: NodeAgent) -> None:
     finally:
         await store.close()
         await pool.close()
+
+
+def _use_local_storage(
+    config: NodeConfig, store: ObjectStore, started: asyncio.Future[StorageService]
+) -> None:
+    """Once this node's shard service runs, the gateway reaches it in process (no
+    loopback connection to itself for the shards this node holds)."""
+    if started.cancelled() or started.exception() is not None:
+        return
+    service = started.result()
+    local = LocalClient(service.rpc_handlers(), service.rpc_stream_handlers())
+    store.use_local_storage(config.node_id, local)
 
 
 class S3ListenError(AtollError, OSError):

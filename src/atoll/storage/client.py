@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError, Message
 
 from atoll.erasure.stripe import ReadableBuffer, StripeLayout
 from atoll.proto import storage_pb2
-from atoll.rpc import CALL_TIMEOUT_S, Chunk, RpcClient, RpcRemoteError
+from atoll.rpc import CALL_TIMEOUT_S, Chunk, RpcCaller, RpcRemoteError
 from atoll.storage.errors import ProtocolError, ShardCorrupt
 from atoll.storage.layout import ShardId
 from atoll.storage.messages import (
@@ -74,10 +74,10 @@ def _parse_reply(cls: type[M], data: bytes) -> M:
 
 class StorageClient:
     """The shard service of the node at the other end of `rpc` (which the caller
-    owns and closes). `timeout_s` bounds every wait for the peer (atoll.rpc's
+    owns and closes; an `RpcClient`, or a `LocalClient` for this process's own). `timeout_s` bounds every wait for the peer (atoll.rpc's
     `timeout_s`: for a stream, each wait for a chunk or for window room)."""
 
-    def __init__(self, rpc: RpcClient, *, timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(self, rpc: RpcCaller, *, timeout_s: float = CALL_TIMEOUT_S) -> None:
         self.rpc = rpc
         self.timeout_s = timeout_s
 

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError, Message
 
 from atoll.kv.errors import Compacted, KvClientError, KvTimeout, KvUnavailable
 from atoll.proto import kv_pb2
-from atoll.rpc import ConnectionLost, RpcPool, RpcRemoteError, RpcTimeout
+from atoll.rpc import ConnectionLost, RpcCaller, RpcPool, RpcRemoteError, RpcTimeout
 
 RPC_ERROR_CODE = "kv_error"  # atoll.kv.grpc_server.RPC_ERROR_CODE (not imported: grpc)
 ATTEMPTS_MAX = 16
@@ -81,8 +81,14 @@ class KvRpcClient:
     ) -> None:
         self._nodes = nodes
         self._pool = pool
+        self._local: tuple[int, RpcCaller] | None = None
         self.request_timeout_s = request_timeout_s
         self.leader = 0  # node id believed to lead; 0: unknown
+
+    def use_local(self, node_id: int, caller: RpcCaller) -> None:
+        """Reach node `node_id` (this process's own KV service) through `caller` (a
+        `LocalClient`) instead of a connection to itself."""
+        self._local = (node_id, caller)
 
     def _pick(self, avoid: int) -> int:
         nodes = sorted(self._nodes())
@@ -104,7 +110,8 @@ class KvRpcClient:
             node = self._pick(avoid)
             address = self._nodes().get(node, "")
             try:
-                client = await self._pool.get(address)
+                local = self._local
+                client = local[1] if local and local[0] == node else await self._pool.get(address)
             except (ConnectionLost, RpcTimeout, ValueError) as err:
                 last = f"node {node} ({address}) unreachable: {err}"
                 avoid, self.leader = node, 0

@@ -117,7 +117,11 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
                 )
             )
         if config.s3_address:
-            tasks.append(asyncio.create_task(_serve_s3(config, agent, storage), name="s3"))
+            # A member serves the KV region itself: its gateway calls it in process.
+            kv_local = LocalClient(handlers) if config.member else None
+            tasks.append(
+                asyncio.create_task(_serve_s3(config, agent, storage, kv_local), name="s3")
+            )
         print(
             f"atoll node {config.node_id}: kv {config.kv_address} rpc {config.rpc_address}",
             flush=True,
@@ -230,7 +234,10 @@ def _kv_replicas(agent: NodeAgent) -> Callable[[], dict[int, str]]:
 
 
 async def _serve_s3(
-    config: NodeConfig, agent: NodeAgent, storage: asyncio.Future[StorageService]
+    config: NodeConfig,
+    agent: NodeAgent,
+    storage: asyncio.Future[StorageService],
+    kv_local: LocalClient | None,
 ) -> None:
     """The S3 gateway on `config.s3_address`, from the moment the node has joined the
     cluster (its map names the KV replicas and the pools) until the node stops. The
@@ -239,6 +246,8 @@ async def _serve_s3(
     await agent.joined.wait()
     pool = RpcPool()
     kv = KvRpcClient(_kv_replicas(agent), pool)
+    if kv_local is not None:
+        kv.use_local(config.node_id, kv_local)
     store = ObjectStore(
         kv,
         pool,

@@ -105,6 +105,7 @@ class KvRpcClient:
         data = request.SerializeToString()
         backoff = RETRY_BACKOFF_S
         avoid = 0
+        followed = 0  # leader hints followed in this call
         last = "no attempt"
         for _ in range(ATTEMPTS_MAX):
             node = self._pick(avoid)
@@ -128,7 +129,14 @@ class KvRpcClient:
                 hint = error.leader_hint
                 if error.code == kv_pb2.KvError.NOT_LEADER and hint and hint != node:
                     self.leader = int(hint)
-                    continue  # a known leader: go at once
+                    followed += 1
+                    if followed == 1:
+                        continue  # a known leader: go at once
+                    # Hints that keep moving: an election runs; back off as below so
+                    # the attempts outlast it instead of bouncing in milliseconds.
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
+                    continue
                 avoid, self.leader = node, 0
             except (RpcTimeout, ConnectionLost) as err:
                 if not read:

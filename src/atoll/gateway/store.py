@@ -188,18 +188,23 @@ def _checksum_of(result: BodyResult) -> Checksum | None:
     return Checksum(ChecksumAlgorithm[algorithm.name], digest)
 
 
-class _Prefixed:
-    """A body whose first bytes were already taken (to decide inline or not)."""
+class _Resumed:
+    """`body` again after its first bytes (`head`) were taken from `rest`, its
+    iteration, to decide inline or not; `result()` is `body`'s."""
 
-    def __init__(self, head: bytes, rest: AsyncIterator[bytes | memoryview]) -> None:
+    def __init__(self, head: bytes, rest: AsyncIterator[bytes | memoryview], body: Body) -> None:
         self._head = head
         self._rest = rest
+        self._body = body
 
     async def __aiter__(self) -> AsyncIterator[bytes | memoryview]:
         if self._head:
             yield self._head
         async for piece in self._rest:
             yield piece
+
+    def result(self) -> BodyResult:
+        return self._body.result()
 
 
 class _CopyBody:
@@ -532,9 +537,7 @@ class ObjectStore:
             target = None
         else:
             target = self._target(pool.id, bucket, key, version_id, 0, None)
-            part, result, ops = await self._write(
-                target, _BodyOf(_Prefixed(bytes(head), pieces), body)
-            )
+            part, result, ops = await self._write(target, _Resumed(bytes(head), pieces, body))
             layout = Layout(pool.id, pool.k, pool.m, [part])
             manifest = self._manifest(
                 bucket,
@@ -656,10 +659,13 @@ class ObjectStore:
                 return
 
     async def delete_object(self, bucket: str, key: str) -> None:
+        await self.head_bucket(bucket)
+        await self._delete(bucket, key)
+
+    async def _delete(self, bucket: str, key: str) -> None:
+        """Remove the object of an existing bucket, if there is one."""
         with _client_errors():
             check_key(key)
-        await self.head_bucket(bucket)
-        with _client_errors():
             response = await self.kv.call(
                 "Delete",
                 kv_pb2.DeleteRequest(key=object_key(bucket, key), prev_kv=True),
@@ -674,7 +680,7 @@ class ObjectStore:
         outcomes = []
         for key in keys:
             try:
-                await self.delete_object(bucket, key)
+                await self._delete(bucket, key)  # the bucket was read once, above
                 outcomes.append(DeleteOutcome(key))
             except S3Error as err:
                 outcomes.append(DeleteOutcome(key, err.code, err.message))
@@ -938,20 +944,6 @@ class ObjectStore:
             page.next_key_marker,
             page.next_upload_id_marker,
         )
-
-
-class _BodyOf:
-    """`pieces` (a re-wrapped iteration of `body`) with `body`'s result."""
-
-    def __init__(self, pieces: _Prefixed, body: Body) -> None:
-        self._pieces = pieces
-        self._body = body
-
-    def __aiter__(self) -> AsyncIterator[bytes | memoryview]:
-        return self._pieces.__aiter__()
-
-    def result(self) -> BodyResult:
-        return self._body.result()
 
 
 def _maybe_applied(err: BaseException) -> bool:

@@ -32,9 +32,10 @@ from typing import Any
 import grpc
 
 from atoll.base.lifetime import die_with_parent
-from atoll.kv.grpc_server import RPC_ERROR_CODE, abort_with
+from atoll.kv.grpc_server import abort_with
+from atoll.kv.rpc_client import kv_error_of
 from atoll.proto import kv_pb2
-from atoll.rpc import ConnectionLost, RpcClient, RpcRemoteError, RpcTimeout
+from atoll.rpc import ConnectionLost, RpcClient, RpcPool, RpcRemoteError, RpcTimeout
 
 SERVICE = "atoll.kv.v1.KV"
 WRITES = ("Put", "Delete", "Txn")
@@ -77,17 +78,10 @@ class Forwarder:
     def __init__(self, spec: GatewaySpec) -> None:
         self.spec = spec
         self.leader = spec.local_node
-        self._clients: dict[int, RpcClient] = {}
-        self._connecting: dict[int, asyncio.Lock] = {}
+        self._pool = RpcPool()
 
     async def _client(self, node: int) -> RpcClient:
-        async with self._connecting.setdefault(node, asyncio.Lock()):
-            client = self._clients.get(node)
-            if client is None or client.is_closed:
-                host, _, port = self.spec.nodes[node].rpartition(":")
-                client = await RpcClient.connect(host, int(port))
-                self._clients[node] = client
-            return client
+        return await self._pool.get(self.spec.nodes[node])
 
     async def _abort(self, context: Any, error: kv_pb2.KvError | None, text: str) -> None:
         """End the call with `error` (None: UNAVAILABLE with no KvError). Raises."""
@@ -114,7 +108,7 @@ class Forwarder:
             try:
                 reply = await client.call(f"kv.{method}", request, timeout_s=FORWARD_TIMEOUT_S)
             except RpcRemoteError as err:
-                error = self._kv_error(err)
+                error = kv_error_of(err)
                 if error is not None and error.code == kv_pb2.KvError.NOT_LEADER and write:
                     refused = error
                     hint = error.leader_hint
@@ -140,21 +134,14 @@ class Forwarder:
             async for chunk in client.stream("kv.Watch", request, timeout_s=3600.0):
                 yield bytes(chunk.message)
         except RpcRemoteError as err:
-            await self._abort(context, self._kv_error(err), str(err))
+            await self._abort(context, kv_error_of(err), str(err))
 
     def _next_node(self, node: int) -> int:
         ids = sorted(self.spec.nodes)
         return ids[(ids.index(node) + 1) % len(ids)]
 
-    @staticmethod
-    def _kv_error(err: RpcRemoteError) -> kv_pb2.KvError | None:
-        if err.code != RPC_ERROR_CODE:
-            return None
-        return kv_pb2.KvError.FromString(err.detail)
-
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
+        await self._pool.close()
 
 
 def handlers(forwarder: Forwarder) -> grpc.GenericRpcHandler:

@@ -13,12 +13,12 @@ from typing import Any
 
 import grpc
 
+from atoll.kv.rpc_client import RPC_ERROR_CODE
 from atoll.kv.service import KvService, KvServiceError
 from atoll.proto import kv_pb2, kv_pb2_grpc
 from atoll.rpc import Handler, HandlerError
 
 ERROR_METADATA_KEY = "atoll-kv-error-bin"
-RPC_ERROR_CODE = "kv_error"
 
 _STATUS = {
     kv_pb2.KvError.NOT_LEADER: grpc.StatusCode.UNAVAILABLE,

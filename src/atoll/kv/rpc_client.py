@@ -26,7 +26,7 @@ from atoll.kv.errors import Compacted, KvClientError, KvTimeout, KvUnavailable
 from atoll.proto import kv_pb2
 from atoll.rpc import ConnectionLost, RpcCaller, RpcPool, RpcRemoteError, RpcTimeout
 
-RPC_ERROR_CODE = "kv_error"  # atoll.kv.grpc_server.RPC_ERROR_CODE (not imported: grpc)
+RPC_ERROR_CODE = "kv_error"  # the atoll.rpc error code whose detail is a KvError
 ATTEMPTS_MAX = 16
 REQUEST_TIMEOUT_S = 10.0
 RETRY_BACKOFF_S = 0.02

@@ -539,6 +539,11 @@ def parse_args() -> argparse.Namespace:
         "--quiet-wait", type=float, default=30.0, help="most seconds to wait for a quiet machine"
     )
     parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument(
+        "--read-index",
+        action="store_true",
+        help="Atoll nodes with `lease_reads = false` (a ReadIndex round per batch of reads)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "kv.md")
     parser.add_argument("--report-only", type=Path, help="rewrite the report from this JSON")
@@ -556,7 +561,8 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     scratch = tempfile.mkdtemp(prefix="atoll-kv-bench-")
-    atoll, etcd = AtollProcesses(Path(scratch)), EtcdProcesses()
+    extra = "lease_reads = false\n" if args.read_index else ""
+    atoll, etcd = AtollProcesses(Path(scratch), extra), EtcdProcesses()
     try:
         figures = asyncio.run(bench(args, atoll, etcd))
     finally:
@@ -578,6 +584,7 @@ def main() -> int:
             "concurrency": list(args.concurrency),
             "request_timeout_s": REQUEST_TIMEOUT_S,
             "seed": args.seed,
+            "atoll_lease_reads": not args.read_index,
             "run_s": time.monotonic() - started,
         },
         **figures,

@@ -155,7 +155,7 @@ def check_encoding() -> None:
         raise AssertionError("bench/kv_client.py encodes requests unlike atoll.proto.kv_pb2")
 
 
-def _atoll_config(node_id: int, data_dir: Path, ports: list[int]) -> str:
+def _atoll_config(node_id: int, data_dir: Path, ports: list[int], extra: str = "") -> str:
     members = "".join(
         f'[[nodes]]\nid = {i}\nrpc = "127.0.0.1:{ports[2 * (i - 1)]}"\n'
         f'kv = "127.0.0.1:{ports[2 * (i - 1) + 1]}"\n'
@@ -166,15 +166,18 @@ def _atoll_config(node_id: int, data_dir: Path, ports: list[int]) -> str:
         f'data_dir = "{data_dir / f"node-{node_id}"}"\n'
         f'rpc_address = "127.0.0.1:{ports[2 * (node_id - 1)]}"\n'
         f'kv_address = "127.0.0.1:{ports[2 * (node_id - 1) + 1]}"\n'
+        f"{extra}"
         f"{members}"
     )
 
 
 class AtollProcesses:
-    """Three node processes; `stop()` sends SIGTERM and waits, then SIGKILL."""
+    """Three node processes; `stop()` sends SIGTERM and waits, then SIGKILL. `extra`:
+    top-level lines added to every node's config (`lease_reads = false\n`)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra: str = "") -> None:
         self.data_dir = data_dir
+        self.extra = extra
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> Cluster:
@@ -184,7 +187,7 @@ class AtollProcesses:
         for node_id in (1, 2, 3):
             name = f"node-{node_id}"
             config = self.data_dir / f"{name}.toml"
-            config.write_text(_atoll_config(node_id, self.data_dir, ports))
+            config.write_text(_atoll_config(node_id, self.data_dir, ports, self.extra))
             log = (self.data_dir / f"{name}.log").open("wb")
             code = f"from atoll.server.node import main; main({str(config)!r})"
             self.procs[name] = subprocess.Popen(

@@ -288,6 +288,19 @@ def profile_section(data: dict[str, Any]) -> str:
     return text
 
 
+def _lease_line(params: dict[str, Any]) -> str:
+    if params.get("atoll_lease_reads"):
+        return (
+            "Linearizable reads by leader lease (`lease_reads`, the default):"
+            " no heartbeat round per read while a majority acknowledged one within the"
+            " lease; etcd confirms each batch of reads with a round (ReadIndex)."
+        )
+    return (
+        "Linearizable reads by ReadIndex (`lease_reads = false`, `--read-index`): a"
+        " heartbeat round per batch of reads, as etcd's."
+    )
+
+
 def markdown(data: dict[str, Any]) -> str:
     env, params = data["env"], data["params"]
     target_rows, met = targets(data)
@@ -315,7 +328,7 @@ Put and linearizable get throughput and latency at client concurrency {concurren
   process per node serving the public gRPC API and forwarding over atoll.rpc: writes
   to the leader, reads to its own node); data under a temp dir. A node fsyncs its Raft
   log once per batch of Readys that needs it (group commit), before it acknowledges or
-  applies the entries; there is no switch to turn that off.
+  applies the entries; there is no switch to turn that off. {_lease_line(params)}
 - **etcd**: `../shared/peers/start_etcd3.sh` (Debian `etcd-server`, three members, default
   flags: 100 ms heartbeat, 1 s election, WAL fdatasync per Raft batch).
 - **One harness for both** (`bench/kv_client.py`): grpc.aio unary calls with

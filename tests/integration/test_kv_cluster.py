@@ -276,9 +276,13 @@ def test_kv_over_atoll_rpc(cluster: Cluster) -> None:
 
 def test_a_follower_far_behind_catches_up_by_snapshot(tmp_path: Path) -> None:
     """Logs are cut every 20 entries; a follower down for 150 writes can only catch
-    up from the leader's snapshot, streamed over atoll.rpc, and then serves the data."""
+    up from the leader's snapshot, made from the leader's engine and streamed over
+    atoll.rpc in 1 MiB pieces (3 MB of values: several), and then serves the data."""
     cluster = Cluster(tmp_path, compact_after_entries=20)
     cluster.start_all()
+
+    def value(i: int) -> bytes:
+        return (b"value %d " % i) * 2000  # about 20 KB
 
     async def main() -> int:
         leader = await cluster.leader()
@@ -287,18 +291,18 @@ def test_a_follower_far_behind_catches_up_by_snapshot(tmp_path: Path) -> None:
         client = await Client.connect(cluster.endpoints)
         try:
             for i in range(150):
-                await client.put(b"snap/%03d" % i, b"value %d" % i)
+                await client.put(b"snap/%03d" % i, value(i))
         finally:
             await client.close()
         cluster.start(follower)
         local = await Client.connect([cluster.nodes[follower].kv])
         try:
             deadline = time.monotonic() + 30
-            while await local.get(b"snap/149", serializable=True) != b"value 149":
+            while await local.get(b"snap/149", serializable=True) != value(149):
                 assert time.monotonic() < deadline, cluster.logs()
                 await asyncio.sleep(0.05)
             rows = await local.scan(b"snap/", b"snap0", limit=1000)
-            assert len(rows) == 150 and rows[0] == (b"snap/000", b"value 0")
+            assert rows == [(b"snap/%03d" % i, value(i)) for i in range(150)]
         finally:
             await local.close()
         return follower

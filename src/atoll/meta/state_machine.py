@@ -13,6 +13,7 @@ whole, so a reader on another thread sees the old map or the new one.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 from atoll.engine.api import Engine, ReadView, WriteBatch
 from atoll.meta import commands
@@ -88,6 +89,10 @@ class MetaStateMachine:
     def snapshot_data(self, view: ReadView) -> bytes:
         applied, m = self._load(view)
         return _U64.pack(applied) + encode_map(m)
+
+    def snapshot_chunks(self, view: ReadView, chunk_bytes: int) -> Iterator[bytes]:
+        """The map is bounded (`commands.BODY_BYTES_MAX`): one piece, read when asked."""
+        yield self.snapshot_data(view)
 
     def restore(self, data: bytes) -> None:
         if len(data) < _U64.size:

@@ -59,12 +59,12 @@ class LogCompacted(MultiraftError, LookupError):
 
 
 class SnapshotTooLarge(MultiraftError, ValueError):
-    """A snapshot's data exceeds the largest value the log store keeps
-    (`log_store.SNAPSHOT_DATA_MAX_BYTES`)."""
+    """A received snapshot's data exceeds what a host takes in (it holds the data in
+    memory until the state machine restores it: `HostConfig.snapshot_bytes_max`)."""
 
     def __init__(self, group_id: int, index: int, size_bytes: int, limit_bytes: int) -> None:
         super().__init__(
-            f"raft log of group {group_id}: snapshot at index {index} has {size_bytes} "
+            f"raft group {group_id}: snapshot at index {index} has {size_bytes} "
             f"bytes of data, over the {limit_bytes}-byte limit"
         )
         self.group_id = group_id

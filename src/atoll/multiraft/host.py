@@ -14,9 +14,21 @@ The ready loop is the only code that calls into the cores. Each cycle:
    snapshots and committed entries to the state machines, staged into one more batch
    with their applied indexes, written without fsync (the log is durable; after a
    crash, entries past the stored applied index are applied again). Both in one hop
-   to the engine thread, skipped when there is nothing to write;
+   to the engine thread, skipped when there is nothing to write. A snapshot received
+   from the leader is restored into its state machine (durably) *before* the log
+   base moves past the entries it replaces, so a crash in between leaves a state
+   machine ahead of its log (replayed entries are skipped), never behind it;
 4. **send** the rest (votes, append acknowledgements: they promise durable state);
-5. **advance** every core, settle waiting proposals and reads, compact logs.
+5. **advance** every core, settle waiting proposals and reads, start the snapshots
+   the cores asked to send, compact logs.
+
+Snapshots are made on demand, never stored: the state machines live in the same
+engine as the logs, so compacting a log needs no copy of the state, only a synced
+write (the engine's one write-ahead log makes every earlier apply durable with it)
+that moves the log base. A follower too far behind gets a snapshot streamed from an
+engine snapshot taken between two cycles, when the state machine is exactly at the
+core's applied index; the message carries that index, at or past the log base the
+core asked for.
 
 A proposal's caller waits until its entry is applied here; it learns the result, or
 that another entry took its index (`ProposalDropped`), or times out (outcome
@@ -33,16 +45,18 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from atoll.base.errors import invariant
 from atoll.engine.api import Engine, ReadView, WriteBatch
 from atoll.multiraft.log_store import LogStore
 from atoll.multiraft.transport import (
     METHOD_BATCH,
     METHOD_SNAPSHOT,
+    OutgoingSnapshot,
     PeerSender,
     TransportConfig,
     receive_batch,
@@ -82,9 +96,12 @@ class StateMachine(Protocol):
 
     def batch_written(self) -> None: ...
 
-    def snapshot_data(self, view: ReadView) -> bytes: ...
+    def snapshot_chunks(self, view: ReadView, chunk_bytes: int) -> Iterator[bytes]:
+        """The state as of `view` (taken between two ready cycles), in pieces of about
+        `chunk_bytes`; their concatenation is what `restore` takes."""
 
-    def restore(self, data: bytes) -> None: ...
+    def restore(self, data: bytes) -> None:
+        """Replace the state by a snapshot's; durable when this returns."""
 
     def compact_history(self, revision: int) -> None:
         """The log before `revision` is gone: history kept for readers may go too."""
@@ -100,7 +117,7 @@ class HostConfig:
     inbox_messages_max: int = 10_000
     calls_max: int = 10_000
     compact_after_entries: int = 10_000
-    snapshot_bytes_max: int = 256 << 20
+    snapshot_bytes_max: int = 256 << 20  # received snapshots are held in memory
     lease_reads: bool = False
     inflight_batches_max: int = 64
     transport: TransportConfig = field(default_factory=TransportConfig)
@@ -125,6 +142,7 @@ class Group:
         self.reads: dict[bytes, list[asyncio.Future[None]]] = {}
         self.confirmed_reads: list[tuple[int, asyncio.Future[None]]] = []
         self.applied_changed = asyncio.Event()
+        self.compacting = False  # a compaction is queued on the engine thread
 
 
 def _has_disk_work(rd: Ready) -> bool:
@@ -145,12 +163,12 @@ class RaftHost:
         self.config = config
         self.id = config.node_id
         self.engine = engine
-        self.log_store = LogStore(engine, config.snapshot_bytes_max)
+        self.log_store = LogStore(engine)
         self.rng = rng
         self.clock = clock
         self.groups: dict[int, Group] = {}
         self.peers = {
-            peer: PeerSender(peer, address, config.transport, self._report, self._snapshot_of)
+            peer: PeerSender(peer, address, config.transport, self._report)
             for peer, address in sorted(peers.items())
             if peer != self.id
         }
@@ -296,9 +314,6 @@ class RaftHost:
             self._calls.append(lambda: group.core.report_unreachable(m.to))
         self._wake.set()
 
-    def _snapshot_of(self, group_id: int) -> Snapshot | None:
-        return self.log_store.load_snapshot(group_id)
-
     async def _ticker(self) -> None:
         interval = self.config.tick_interval_s
         while True:
@@ -377,35 +392,64 @@ class RaftHost:
             if not readies:
                 continue
             self.cycles += 1
-            self._send(readies, early=True)
+            snaps: list[tuple[Group, Message]] = []
+            self._send(readies, snaps, early=True)
             if any(_has_disk_work(rd) for _, rd in readies):
                 results = await loop.run_in_executor(
                     self._executor, self._persist_and_apply, readies
                 )
             else:
                 results = [[] for _ in readies]
-            self._send(readies, early=False)
+            self._send(readies, snaps, early=False)
             for (group, rd), applied in zip(readies, results, strict=True):
                 group.core.advance(rd)
                 self._settle(group, rd, applied)
                 if applied or rd.snapshot is not None:
                     group.applied_changed.set()
                     group.applied_changed = asyncio.Event()
-            await self._maybe_compact(loop)
+            for group, m in snaps:
+                self._send_snapshot(group, m)
+            self._maybe_compact(loop)
             if self._calls or any(
                 g.core.has_ready() or g.queued or g.queued_reads for g in self.groups.values()
             ):
                 self._wake.set()
 
-    def _send(self, readies: list[tuple[Group, Ready]], early: bool) -> None:
+    def _send(
+        self, readies: list[tuple[Group, Ready]], snaps: list[tuple[Group, Message]], early: bool
+    ) -> None:
         """Messages that do not depend on this cycle's writes go before them (a leader
-        replicates while it persists, Raft thesis §10.2.1); the rest after."""
+        replicates while it persists, Raft thesis §10.2.1); the rest after. Snapshots
+        wait in `snaps` for the end of the cycle."""
         for group, rd in readies:
             for m in rd.messages:
-                if (m.type in SEND_BEFORE_PERSIST) is early:
-                    sender = self.peers.get(m.to)
-                    if sender is not None:
-                        sender.enqueue(group.id, m)
+                if (m.type in SEND_BEFORE_PERSIST) is not early:
+                    continue
+                if m.type is MessageType.SNAP:
+                    snaps.append((group, m))
+                    continue
+                sender = self.peers.get(m.to)
+                if sender is not None:
+                    sender.enqueue(group.id, m)
+
+    def _send_snapshot(self, group: Group, m: Message) -> None:
+        """Stream the state machine as it is now (between cycles: exactly at the core's
+        applied index, which is at or past the base the core asked for)."""
+        sender = self.peers.get(m.to)
+        if sender is None:
+            group.core.report_snapshot(m.to, True)
+            return
+        index = group.core.log.applied
+        invariant(
+            group.sm.applied_index() == index,
+            f"group {group.id}: state machine at {group.sm.applied_index()} between "
+            f"cycles, core applied {index}",
+        )
+        meta = group.core.snapshot_meta(index)
+        view = self.engine.snapshot()
+        chunks = group.sm.snapshot_chunks(view, self.config.transport.snapshot_chunk_bytes)
+        outgoing = OutgoingSnapshot(chunks, view.close)
+        sender.send_snapshot(group.id, replace(m, snapshot=Snapshot(meta)), outgoing)
 
     def _persist_and_apply(
         self, readies: list[tuple[Group, Ready]]
@@ -413,6 +457,15 @@ class RaftHost:
         """Persist (one write and at most one fsync for all groups), then apply:
         committed entries are durable, so applying them before the late messages go
         out changes nothing for other nodes. One thread hop per cycle."""
+        for group, rd in readies:
+            if rd.snapshot is not None:
+                group.sm.restore(rd.snapshot.data)
+                log.info(
+                    "raft: group %d installed a snapshot at index %d (term %d)",
+                    group.id,
+                    rd.snapshot.meta.index,
+                    rd.snapshot.meta.term,
+                )
         batch = WriteBatch()
         sync = False
         for group, rd in readies:
@@ -428,14 +481,6 @@ class RaftHost:
         batch = WriteBatch()
         out: list[list[tuple[Entry, object]]] = []
         for group, rd in readies:
-            if rd.snapshot is not None:
-                group.sm.restore(rd.snapshot.data)
-                log.info(
-                    "raft: group %d installed a snapshot at index %d (term %d)",
-                    group.id,
-                    rd.snapshot.meta.index,
-                    rd.snapshot.meta.term,
-                )
             applied: list[tuple[Entry, object]] = []
             for entry in rd.committed_entries:
                 data = entry.data if entry.type is EntryType.NORMAL else b""
@@ -490,21 +535,42 @@ class RaftHost:
                         future.set_exception(NotLeader(self.id, group.core.term, group.core.lead))
             group.reads.clear()
 
-    async def _maybe_compact(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _maybe_compact(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue a compaction on the engine thread for every group whose log grew past
+        `compact_after_entries`; the ready loop goes on (ticks, heartbeats), and the
+        core drops its entries once the write is done."""
         for group in self.groups.values():
             core = group.core
             applied = core.log.applied
-            if applied - core.log.base.index < self.config.compact_after_entries:
+            if (
+                group.compacting
+                or applied - core.log.base.index < self.config.compact_after_entries
+            ):
                 continue
-            index = applied  # the state machine is exactly at `applied` now
-            meta = core.snapshot_meta(index)
-            await loop.run_in_executor(self._executor, self._save_snapshot, group, meta)
-            core.compact(meta)
+            meta = core.snapshot_meta(applied)
+            group.compacting = True
+            done = loop.run_in_executor(self._executor, self._compact, group, meta)
+            done.add_done_callback(functools.partial(self._compacted, group, meta))
 
-    def _save_snapshot(self, group: Group, meta: SnapshotMeta) -> None:
-        with self.engine.snapshot() as view:
-            data = group.sm.snapshot_data(view)
+    def _compacted(self, group: Group, meta: SnapshotMeta, done: asyncio.Future[None]) -> None:
+        group.compacting = False
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is not None:  # the engine failed: as a failed persist, the node stops
+            log.critical("raft: node %d: compacting group %d failed: %r", self.id, group.id, error)
+            if self.failure is None:
+                self.failure = error
+            self.failed.set()
+            return
+        # A snapshot from the leader may have moved the base past `meta` meanwhile.
+        if meta.index > group.core.log.base.index:
+            group.core.compact(meta)
+
+    def _compact(self, group: Group, meta: SnapshotMeta) -> None:
+        """Move the log base to `meta` with a synced write: it makes the state machine's
+        earlier (unsynced) applies durable too, so no entry the state lacks is dropped."""
         batch = WriteBatch()
-        self.log_store.save_snapshot(batch, group.id, Snapshot(meta, data))
+        self.log_store.compact(batch, group.id, meta)
         self.log_store.write(batch, sync=True)
         group.sm.compact_history(meta.index + 1)

@@ -1,8 +1,9 @@
 """Durable Raft logs of every group a multi-raft host runs, in one shared engine.
 
 Owns, per Raft group, what its core needs again after a restart: the hard state, the
-log base (metadata of the last snapshot or compaction: the log starts after it), the
-last snapshot with its data, and the entries after the base. Does its I/O through an
+log base (metadata of the last snapshot or compaction: the log starts after it), and
+the entries after the base. Snapshot data is not kept here: the state machines live
+in the same engine, and a snapshot is made from it when one is sent (the host). Does its I/O through an
 `atoll.engine.Engine` of any kind (lsm, lmdb, memory) and nothing else: no threads of
 its own, no asyncio, no clock. Keys and values are the format of
 docs/formats/raft_log.md, encoded by `atoll.multiraft.log_format`.
@@ -17,16 +18,16 @@ the order of the persist step):
 
 A Ready's snapshot replaces the group's whole stored log, as the core's
 `RaftLog.restore` replaced its log in memory (it only takes a snapshot whose last
-entry it lacks, so any stored entries after it are divergent); `save_snapshot`, for
-the host's own snapshots of its state machine, keeps the entries after the snapshot.
+entry it lacks, so any stored entries after it are divergent); `compact`, for the
+host's own log compaction, keeps the entries after the new base.
 
 To delete a stale suffix without reading the engine, the store keeps each group's
 log bounds (base index, last index) in memory, loaded on first use. `stage`,
-`save_snapshot`, `compact` and `destroy` update a pending copy that belongs to the
+`compact` and `destroy` update a pending copy that belongs to the
 batch staged into; `write` makes it current once the engine took the batch, and a
 failed write forgets every cached bound (they are read again). One batch may be in
 flight at a time: staging into a second batch before the first is written or
-`discard`ed is a bug. Readers (`load`, `entries`, `load_snapshot`, `groups`) see
+`discard`ed is a bug. Readers (`load`, `entries`, `groups`) see
 only what was written, read from one engine snapshot, and may run on other threads.
 """
 
@@ -38,7 +39,7 @@ from dataclasses import dataclass, replace
 
 from atoll.base.errors import invariant
 from atoll.engine.api import Engine, ReadView, WriteBatch
-from atoll.multiraft.errors import LogCompacted, LogCorruption, SnapshotTooLarge
+from atoll.multiraft.errors import LogCompacted, LogCorruption
 from atoll.multiraft.log_format import (
     PREFIX,
     PREFIX_END,
@@ -47,11 +48,9 @@ from atoll.multiraft.log_format import (
     decode_entry,
     decode_hard_state,
     decode_log_base,
-    decode_snapshot,
     encode_entry,
     encode_hard_state,
     encode_log_base,
-    encode_snapshot,
     entries_end,
     entries_start,
     entry_key,
@@ -62,11 +61,7 @@ from atoll.multiraft.log_format import (
     index_of,
     record_key,
 )
-from atoll.raft.types import Entry, HardState, PersistedState, Ready, Snapshot, SnapshotMeta
-
-SNAPSHOT_DATA_MAX_BYTES = 256 * 1024 * 1024
-"""The largest snapshot data kept (one engine value; the LSM's WAL takes batches up to
-1 GiB). A state machine that outgrows it needs a streamed snapshot format."""
+from atoll.raft.types import Entry, HardState, PersistedState, Ready, SnapshotMeta
 
 ENTRIES_READ_MAX_BYTES = 64 * 1024 * 1024
 """Default bound on one `entries` call, counted with `Entry.size_bytes`."""
@@ -83,11 +78,8 @@ class _Bounds:
 class LogStore:
     """The Raft logs of many groups over one engine. See the module docstring."""
 
-    def __init__(
-        self, engine: Engine, snapshot_data_bytes_max: int = SNAPSHOT_DATA_MAX_BYTES
-    ) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self.snapshot_data_bytes_max = snapshot_data_bytes_max
         self._lock = threading.Lock()  # guards the three fields below
         self._written: dict[int, _Bounds] = {}
         self._pending: dict[int, _Bounds] = {}
@@ -96,8 +88,9 @@ class LogStore:
     # ------------------------------------------------------------------ writes
 
     def stage(self, batch: WriteBatch, group_id: int, ready: Ready) -> None:
-        """Add the persist step of `ready` for `group_id` to `batch`: the snapshot as
-        the new log base, replacing the whole stored log; then the entries, replacing
+        """Add the persist step of `ready` for `group_id` to `batch`: the snapshot's
+        metadata as the new log base, replacing the whole stored log (the host has
+        restored the snapshot's data into its state machine already); then the entries, replacing
         every stored entry from the first one's index on; then the hard state."""
         with self._lock:
             bounds = self._staging(batch, group_id)
@@ -105,23 +98,21 @@ class LogStore:
                 # The core received it because its log did not match at the snapshot's
                 # index, and replaced its whole log (`RaftLog.restore`, as etcd/raft):
                 # so does the store, or a restart would bring the divergent suffix back.
-                self._stage_snapshot(batch, group_id, ready.snapshot, bounds, keep_suffix=False)
+                meta = ready.snapshot.meta
+                invariant(
+                    meta.index >= bounds.base_index,
+                    f"raft log of group {group_id}: snapshot at {meta.index} is older "
+                    f"than the log base {bounds.base_index}",
+                )
+                LogStore._move_base(batch, group_id, meta, bounds, keep_suffix=False)
             if ready.entries:
                 self._stage_entries(batch, group_id, ready.entries, bounds)
             if ready.hard_state is not None:
                 batch.put(*encode_hard_state(group_id, ready.hard_state))
 
-    def save_snapshot(self, batch: WriteBatch, group_id: int, snapshot: Snapshot) -> None:
-        """Store `snapshot` (metadata and data), taken by the host of its own state
-        machine, and make it the log's base: entries at index <= `snapshot.meta.index`
-        are dropped, later ones kept."""
-        with self._lock:
-            bounds = self._staging(batch, group_id)
-            self._stage_snapshot(batch, group_id, snapshot, bounds, keep_suffix=True)
-
     def compact(self, batch: WriteBatch, group_id: int, meta: SnapshotMeta) -> None:
-        """Drop entries at index <= `meta.index` and record `meta` as the log's base;
-        the stored snapshot is left as it is. Compacting to or below the current base
+        """Drop entries at index <= `meta.index` and record `meta` as the log's base
+        (the host's state machine holds everything up to it). Compacting to or below the current base
         does nothing; past the last stored entry is a bug."""
         with self._lock:
             bounds = self._staging(batch, group_id)
@@ -183,13 +174,6 @@ class LogStore:
                 view, group_id, entries_start(group_id), entries_end(group_id), base.index + 1
             )
         return PersistedState(hard_state=hard_state, snapshot=base, entries=tuple(entries))
-
-    def load_snapshot(self, group_id: int) -> Snapshot | None:
-        """The last snapshot stored for `group_id` (it may be older than the log base:
-        `compact` moves the base alone), or None."""
-        key = record_key(group_id, RecordKind.SNAPSHOT)
-        raw = self._engine.get(key)
-        return decode_snapshot(key, raw) if raw is not None else None
 
     def entries(
         self,
@@ -271,27 +255,6 @@ class LogStore:
         self._pending.clear()
         self._pending_batch = None
 
-    def _stage_snapshot(
-        self,
-        batch: WriteBatch,
-        group_id: int,
-        snapshot: Snapshot,
-        bounds: _Bounds,
-        keep_suffix: bool,
-    ) -> None:
-        meta = snapshot.meta
-        if len(snapshot.data) > self.snapshot_data_bytes_max:
-            raise SnapshotTooLarge(
-                group_id, meta.index, len(snapshot.data), self.snapshot_data_bytes_max
-            )
-        invariant(
-            meta.index >= bounds.base_index,
-            f"raft log of group {group_id}: snapshot at {meta.index} is older than the "
-            f"log base {bounds.base_index}",
-        )
-        batch.put(*encode_snapshot(group_id, snapshot))
-        LogStore._move_base(batch, group_id, meta, bounds, keep_suffix)
-
     @staticmethod
     def _move_base(
         batch: WriteBatch,
@@ -301,8 +264,10 @@ class LogStore:
         keep_suffix: bool = True,
     ) -> None:
         """Record `meta` as the log base and drop the entries at or below it (with
-        `keep_suffix`) or all of them."""
+        `keep_suffix`) or all of them, and any snapshot record an earlier version
+        stored (docs/formats/raft_log.md §2.4)."""
         batch.put(*encode_log_base(group_id, meta))
+        batch.delete(record_key(group_id, RecordKind.SNAPSHOT))
         if keep_suffix:
             end = entry_range_end(group_id, meta.index)
             bounds.last_index = max(bounds.last_index, meta.index)

@@ -11,9 +11,11 @@ recovered by Raft itself (a follower rejects the gap, heartbeat answers free the
 leader's window); the sender reconnects with a bounded backoff.
 
 Snapshots go by a client stream, `raft.snapshot`: the first chunk carries the `SNAP`
-message (without data), the following chunks the snapshot data in
-`snapshot_chunk_bytes` pieces. The outcome is reported back to the group's core
-(`report_snapshot`).
+message (without data), the following chunks the snapshot data, made piece by piece
+on a worker thread as the stream goes (`OutgoingSnapshot`: the host reads its state
+machine from an engine snapshot, and nothing holds the whole image). The outcome is
+reported back to the group's core (`report_snapshot`); a snapshot that cannot be
+made or sent is reported failed, and the core asks again later.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
+from atoll.multiraft.errors import SnapshotTooLarge
 from atoll.multiraft.wire import decode_batch, encode_batch
 from atoll.raft import Message, MessageType, Snapshot
 from atoll.rpc import Chunk, Reply, RpcClient, RpcError
@@ -51,6 +55,29 @@ Report = Callable[[int, Message, bool], None]
 """(group id, message that failed or a SNAP that finished, failed?)"""
 
 
+class OutgoingSnapshot:
+    """A snapshot's data being made: `chunks` is read on a worker thread, one piece at
+    a time, and `close` (which releases what the pieces are read from) is called once,
+    however the transfer ends (a cancelled transfer may leave a read running on its
+    thread: the lock makes `close` wait for it)."""
+
+    def __init__(self, chunks: Iterator[bytes], close: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._close = close
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def next_chunk(self) -> bytes | None:
+        with self._lock:
+            return None if self._closed else next(self._chunks, None)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close()
+
+
 def message_bytes(m: Message) -> int:
     return 64 + sum(len(e.data) for e in m.entries)
 
@@ -62,14 +89,12 @@ class PeerSender:
         address: str,
         config: TransportConfig,
         report: Report,
-        snapshot_source: Callable[[int], Snapshot | None],
     ) -> None:
         self.peer_id = peer_id
         self.host, _, port = address.rpartition(":")
         self.port = int(port)
         self.config = config
         self.report = report
-        self.snapshot_source = snapshot_source
         self.queue: deque[tuple[int, Message]] = deque()
         self.dropped = 0
         self._wake = asyncio.Event()
@@ -77,12 +102,13 @@ class PeerSender:
         self._connecting = asyncio.Lock()
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
 
+    def send_snapshot(self, group_id: int, m: Message, outgoing: OutgoingSnapshot) -> None:
+        """Stream `m` (a SNAP whose metadata describes `outgoing`) and the data."""
+        task = asyncio.get_running_loop().create_task(self._send_snapshot(group_id, m, outgoing))
+        self._snapshot_tasks.add(task)
+        task.add_done_callback(self._snapshot_tasks.discard)
+
     def enqueue(self, group_id: int, m: Message) -> None:
-        if m.type is MessageType.SNAP:
-            task = asyncio.get_running_loop().create_task(self._send_snapshot(group_id, m))
-            self._snapshot_tasks.add(task)
-            task.add_done_callback(self._snapshot_tasks.discard)
-            return
         if len(self.queue) >= self.config.queue_messages_max:
             self.dropped += 1
             self.report(group_id, m, True)
@@ -127,23 +153,16 @@ class PeerSender:
             size += message_bytes(item[1])
         return batch
 
-    async def _send_snapshot(self, group_id: int, m: Message) -> None:
+    async def _send_snapshot(self, group_id: int, m: Message, outgoing: OutgoingSnapshot) -> None:
         failed = True
         try:
-            snapshot = await asyncio.to_thread(self.snapshot_source, group_id)
-            if snapshot is None or m.snapshot is None or snapshot.meta != m.snapshot.meta:
-                log.warning("raft: group %d has no snapshot at %s to send", group_id, m.snapshot)
-                return
             client = await self._connect()
             head, _ = encode_batch([(group_id, m)])
-            data = snapshot.data
-            step = self.config.snapshot_chunk_bytes
 
             async def chunks() -> AsyncIterator[Chunk]:
                 yield head, None
-                view = memoryview(data)
-                for offset in range(0, len(data), step):
-                    yield b"", view[offset : offset + step]
+                while (piece := await asyncio.to_thread(outgoing.next_chunk)) is not None:
+                    yield b"", piece
 
             await client.call_stream(
                 METHOD_SNAPSHOT, chunks(), timeout_s=self.config.snapshot_timeout_s
@@ -153,7 +172,15 @@ class PeerSender:
             log.info(
                 "raft: snapshot of group %d to node %d failed: %s", group_id, self.peer_id, err
             )
+        except Exception:
+            # The state machine is the host's to choose; whatever stops it from making
+            # its image (a replica still restoring one, a read error) fails this transfer
+            # only: the core asks again later.
+            log.exception(
+                "raft: could not make group %d's snapshot for node %d", group_id, self.peer_id
+            )
         finally:
+            await asyncio.to_thread(outgoing.close)
             self.report(group_id, m, failed)
 
     async def _drop_client(self) -> None:
@@ -182,12 +209,12 @@ async def receive_snapshot(
     if len(items) != 1 or items[0][1].type is not MessageType.SNAP:
         raise ValueError("raft.snapshot: the first chunk must carry one SNAP message")
     group_id, m = items[0]
+    assert m.snapshot is not None
     data = bytearray()
     async for chunk in chunks:
         data += chunk.payload
         if len(data) > data_bytes_max:
-            raise ValueError(f"raft.snapshot: over {data_bytes_max} bytes")
-    assert m.snapshot is not None
+            raise SnapshotTooLarge(group_id, m.snapshot.meta.index, len(data), data_bytes_max)
     snapshot = Snapshot(m.snapshot.meta, bytes(data))
     deliver(
         group_id,

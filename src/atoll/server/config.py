@@ -9,6 +9,7 @@ kv_address = "127.0.0.1:7101"    # public gRPC KV API: listen and advertised
 s3_address = "127.0.0.1:9000"    # optional: the S3 gateway (HTTP); "" or absent = none
 tick_interval_ms = 100           # optional
 election_timeout_ticks = 10      # optional
+lease_reads = true               # optional: linearizable reads by leader lease
 engine = "lsm"                   # optional: lsm | lmdb
 compact_after_entries = 10000    # optional: snapshot and cut the Raft log this often
 kv_gateway_processes = 1         # optional: gRPC front-end processes (0: in the node)
@@ -32,6 +33,14 @@ devices_per_host = 2             # sized from them (issue 4 section 1)
 root_access_key = ""             # optional: fixed root keys (else random)
 root_secret_key = ""
 ```
+
+`lease_reads` (on by default) lets a Raft leader answer linearizable reads while
+its lease holds (a majority acknowledged a heartbeat less than an election timeout
+ago, less a margin of two ticks for clock drift; check-quorum makes those followers
+refuse votes meanwhile) instead of confirming its leadership with a heartbeat round
+per batch of reads. It assumes the nodes' monotonic clocks run at about the same
+rate; a paused leader counts the ticks it missed before it answers anything. Off
+(`false`), every read costs a ReadIndex round, as etcd's default.
 
 The initial members (`[[nodes]]`) are the meta group's voters and the KV region's
 replicas. A node that is not one of them joins an existing cluster instead: it sets
@@ -85,6 +94,7 @@ class NodeConfig:
     nodes: tuple[Member, ...]
     tick_interval_ms: int = 100
     election_timeout_ticks: int = 10
+    lease_reads: bool = True
     engine: str = "lsm"
     compact_after_entries: int = 10_000
     kv_gateway_processes: int = 1
@@ -111,6 +121,12 @@ def _address(value: Any, where: str) -> str:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigFileError(f"{where}: expected host:port, got {value!r}")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigFileError(f"{where}: expected true or false, got {value!r}")
     return value
 
 
@@ -148,6 +164,7 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
             nodes=members,
             tick_interval_ms=int(data.get("tick_interval_ms", 100)),
             election_timeout_ticks=int(data.get("election_timeout_ticks", 10)),
+            lease_reads=_bool(data.get("lease_reads", True), f"{source}: lease_reads"),
             engine=str(data.get("engine", "lsm")),
             compact_after_entries=int(data.get("compact_after_entries", 10_000)),
             kv_gateway_processes=int(data.get("kv_gateway_processes", 1)),

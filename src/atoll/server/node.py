@@ -162,6 +162,7 @@ async def _start_member(
             node_id=config.node_id,
             tick_interval_s=config.tick_interval_ms / 1000,
             election_timeout_ticks=config.election_timeout_ticks,
+            lease_reads=config.lease_reads,
             compact_after_entries=config.compact_after_entries,
         ),
         engine,

@@ -1,6 +1,7 @@
 """The Raft log store (`atoll.multiraft.log_store`) on the memory, LMDB and LSM engines:
-round trips, the persist rules of a Ready, log bases, groups side by side in one
-batch, reopening, and corruption found with a typed error.
+round trips, the persist rules of a Ready, log bases, the snapshot records of earlier
+versions (deleted by the next base move), groups side by side in one batch, reopening,
+and corruption found with a typed error.
 
 The random model test is tests/property/test_log_store_model.py; the v1 fixture test
 is test_raft_log_fixtures.py beside this file.
@@ -16,11 +17,12 @@ import pytest
 
 from atoll.base.errors import CorruptionError, InvariantError
 from atoll.engine import Engine, WriteBatch, open_engine
-from atoll.multiraft.errors import LogCompacted, LogCorruption, SnapshotTooLarge
+from atoll.multiraft.errors import LogCompacted, LogCorruption
 from atoll.multiraft.log_format import (
     U64_MAX,
     RecordKind,
     encode_entry,
+    encode_snapshot,
     entry_key,
     record_key,
 )
@@ -90,6 +92,16 @@ def meta(index: int, term: int = 1) -> SnapshotMeta:
     return SnapshotMeta(index, term, ConfState(frozenset({1, 2, 3}), frozenset({9})))
 
 
+def compact(store: LogStore, group_id: int, to: SnapshotMeta) -> None:
+    batch = WriteBatch()
+    store.compact(batch, group_id, to)
+    store.write(batch, sync=False)
+
+
+def snapshot_key(group_id: int) -> bytes:
+    return record_key(group_id, RecordKind.SNAPSHOT)
+
+
 # -- round trips ----------------------------------------------------------------------
 
 
@@ -97,7 +109,6 @@ def meta(index: int, term: int = 1) -> SnapshotMeta:
 def test_a_fresh_group_loads_the_empty_state(db: Engine) -> None:
     store = LogStore(db)
     assert store.load(5) == PersistedState()
-    assert store.load_snapshot(5) is None
     assert store.entries(5, 1, 10) == []
     assert store.groups() == []
 
@@ -201,7 +212,6 @@ def test_a_snapshot_in_a_ready_replaces_the_whole_log(db: Engine) -> None:
     persist(store, 1, Ready(snapshot=snapshot, hard_state=HardState(2, 0, 5)))
 
     assert store.load(1) == PersistedState(HardState(2, 0, 5), snapshot.meta, ())
-    assert store.load_snapshot(1) == snapshot
     with pytest.raises(LogCompacted) as caught:
         store.entries(1, 5, 7)
     assert (caught.value.group_id, caught.value.index, caught.value.base_index) == (1, 5, 5)
@@ -212,21 +222,21 @@ def test_a_snapshot_in_a_ready_replaces_the_whole_log(db: Engine) -> None:
 
 
 @all_kinds
-def test_a_snapshot_of_the_state_machine_keeps_the_later_entries(db: Engine) -> None:
+def test_a_ready_snapshot_writes_no_snapshot_record(db: Engine) -> None:
+    # The host restored the data into its state machine before staging: the log store
+    # keeps the metadata as the log base, and nothing of the data.
     store = LogStore(db)
-    persist(store, 1, Ready(entries=ents(1, 9)))
-    snapshot = Snapshot(meta(5), b"image at 5")
+    persist(store, 1, Ready(entries=ents(1, 4)))
     batch = WriteBatch()
-    store.save_snapshot(batch, 1, snapshot)
-    store.write(batch, sync=True)
-
-    assert store.load(1) == PersistedState(snapshot=snapshot.meta, entries=tuple(ents(6, 9)))
-    assert store.load_snapshot(1) == snapshot
-    with pytest.raises(LogCompacted):
-        store.entries(1, 1, 7)
-    assert store.entries(1, 6, 8) == ents(6, 7)
-    persist(store, 1, Ready(entries=ents(10, 10)))
-    assert store.load(1).entries == tuple(ents(6, 10))
+    store.stage(batch, 1, Ready(snapshot=Snapshot(meta(7), b"image at 7"), hard_state=HardState(2)))
+    assert all(b"image at 7" not in value for value in batch.values)
+    store.write(batch, sync=False)
+    assert db.get(snapshot_key(1)) is None
+    assert [key for key, _ in db.scan()] == [
+        record_key(1, RecordKind.HARD_STATE),
+        record_key(1, RecordKind.LOG_BASE),
+    ]
+    assert store.load(1) == PersistedState(HardState(2), meta(7), ())
 
 
 @all_kinds
@@ -246,29 +256,41 @@ def test_an_older_snapshot_than_the_base_is_a_bug(db: Engine) -> None:
     store = LogStore(db)
     persist(store, 1, Ready(snapshot=Snapshot(meta(10), b"s")))
     with pytest.raises(InvariantError, match="older than the log base 10"):
-        store.save_snapshot(WriteBatch(), 1, Snapshot(meta(9), b"old"))
+        store.stage(WriteBatch(), 1, Ready(snapshot=Snapshot(meta(9), b"old")))
 
 
 @all_kinds
-def test_compact_moves_the_base_and_keeps_the_snapshot(db: Engine) -> None:
+def test_compact_moves_the_base_and_keeps_the_later_entries(db: Engine) -> None:
+    # The host compacts to an index its state machine has applied: the entries after
+    # it are part of the log and stay.
     store = LogStore(db)
-    snapshot = Snapshot(meta(3), b"image at 3")
+    persist(store, 1, Ready(entries=ents(1, 9)))
+    compact(store, 1, meta(5))
+
+    assert store.load(1) == PersistedState(snapshot=meta(5), entries=tuple(ents(6, 9)))
+    with pytest.raises(LogCompacted) as caught:
+        store.entries(1, 1, 7)
+    assert (caught.value.group_id, caught.value.index, caught.value.base_index) == (1, 1, 5)
+    assert store.entries(1, 6, 8) == ents(6, 7)
+    persist(store, 1, Ready(entries=ents(10, 10)))
+    assert store.load(1).entries == tuple(ents(6, 10))
+
+
+@all_kinds
+def test_compact_moves_a_base_set_by_a_snapshot(db: Engine) -> None:
+    store = LogStore(db)
     batch = WriteBatch()
-    store.save_snapshot(batch, 1, snapshot)
+    store.stage(batch, 1, Ready(snapshot=Snapshot(meta(3), b"image at 3")))
     store.stage(batch, 1, Ready(entries=ents(4, 9)))
     store.write(batch, sync=False)
-    assert store.load(1).snapshot == snapshot.meta
+    assert store.load(1) == PersistedState(snapshot=meta(3), entries=tuple(ents(4, 9)))
 
-    batch = WriteBatch()
-    store.compact(batch, 1, meta(6))
-    store.write(batch, sync=False)
-    state = store.load(1)
-    assert state.snapshot == meta(6)
-    assert state.entries == tuple(ents(7, 9))
-    assert store.load_snapshot(1) == snapshot
+    compact(store, 1, meta(6, term=2))
+    assert store.load(1) == PersistedState(snapshot=meta(6, term=2), entries=tuple(ents(7, 9)))
 
     batch = WriteBatch()
     store.compact(batch, 1, meta(4))  # at or below the base: nothing to do
+    store.compact(batch, 1, meta(6))
     assert len(batch) == 0
     with pytest.raises(InvariantError, match="passes the last stored entry 9"):
         store.compact(batch, 1, meta(10))
@@ -278,19 +300,61 @@ def test_compact_moves_the_base_and_keeps_the_snapshot(db: Engine) -> None:
 def test_compacting_to_the_last_entry_keeps_appending_possible(db: Engine) -> None:
     store = LogStore(db)
     persist(store, 1, Ready(entries=ents(1, 4)))
-    batch = WriteBatch()
-    store.compact(batch, 1, meta(4))
-    store.write(batch, sync=False)
+    compact(store, 1, meta(4))
     assert store.load(1) == PersistedState(snapshot=meta(4))
     persist(store, 1, Ready(entries=ents(5, 5)))
     assert store.load(1).entries == tuple(ents(5, 5))
 
 
+# -- snapshot records of earlier versions ------------------------------------------------
+
+
+def put_old_snapshot(db: Engine, group_id: int, at: SnapshotMeta) -> None:
+    """Store a snapshot record (kind 0x03) as earlier versions wrote it."""
+    db.put(*encode_snapshot(group_id, Snapshot(at, b"old image of %d" % group_id)))
+
+
 @all_kinds
-def test_an_oversized_snapshot_is_refused(db: Engine) -> None:
-    store = LogStore(db, snapshot_data_bytes_max=8)
-    with pytest.raises(SnapshotTooLarge, match="9 bytes of data, over the 8-byte limit"):
-        store.save_snapshot(WriteBatch(), 1, Snapshot(meta(1), b"123456789"))
+def test_an_old_snapshot_record_is_never_read(db: Engine) -> None:
+    store = LogStore(db)
+    persist(store, 1, Ready(entries=ents(1, 9), hard_state=HardState(1, 1, 9)))
+    put_old_snapshot(db, 1, meta(3))
+    flip(db, snapshot_key(1), 5)  # not even a corrupt one is noticed
+    expected = PersistedState(HardState(1, 1, 9), SnapshotMeta(), tuple(ents(1, 9)))
+    assert store.load(1) == expected
+    store = LogStore(db)  # the bounds are read again
+    persist(store, 1, Ready(entries=ents(10, 10)))
+    compact(store, 1, meta(2))
+    assert db.get(snapshot_key(1)) is None
+    assert store.load(1) == PersistedState(HardState(1, 1, 9), meta(2), tuple(ents(3, 10)))
+
+
+@all_kinds
+def test_compact_deletes_an_old_snapshot_record(db: Engine) -> None:
+    store = LogStore(db)
+    for g in (1, 2):
+        persist(store, g, Ready(entries=ents(1, 9)))
+        put_old_snapshot(db, g, meta(3))
+    other = db.get(snapshot_key(2))
+
+    compact(store, 1, meta(5))
+    assert db.get(snapshot_key(1)) is None
+    assert store.load(1) == PersistedState(snapshot=meta(5), entries=tuple(ents(6, 9)))
+    assert db.get(snapshot_key(2)) == other  # another group's is not this one's
+
+
+@all_kinds
+def test_a_ready_snapshot_deletes_an_old_snapshot_record(db: Engine) -> None:
+    store = LogStore(db)
+    for g in (1, 2):
+        persist(store, g, Ready(entries=ents(1, 9)))
+        put_old_snapshot(db, g, meta(3))
+    other = db.get(snapshot_key(2))
+
+    persist(store, 1, Ready(snapshot=Snapshot(meta(12, term=2), b"new image")))
+    assert db.get(snapshot_key(1)) is None
+    assert store.load(1) == PersistedState(snapshot=meta(12, term=2))
+    assert db.get(snapshot_key(2)) == other
 
 
 # -- many groups -----------------------------------------------------------------------
@@ -320,8 +384,6 @@ def test_groups_in_one_batch_do_not_interfere(db: Engine) -> None:
         HardState(7, 256, 2), entries=tuple(ents(1, 6, tag=b"g256-"))
     )
     assert store.load(U64_MAX).entries == tuple(ents(3, 6, tag=b"g%d-" % U64_MAX))
-    assert store.load_snapshot(2) == Snapshot(meta(4), b"two")
-    assert store.load_snapshot(1) is None
 
 
 @all_kinds
@@ -330,15 +392,16 @@ def test_destroy_removes_one_group_only(db: Engine) -> None:
     batch = WriteBatch()
     for g in (1, 2, 3):
         store.stage(batch, g, Ready(entries=ents(1, 3), hard_state=HardState(1, g, 0)))
-    store.save_snapshot(batch, 2, Snapshot(meta(1), b"x"))
+    store.compact(batch, 2, meta(1))
     store.write(batch, sync=False)
+    put_old_snapshot(db, 2, meta(1))
 
     batch = WriteBatch()
     store.destroy(batch, 2)
     store.write(batch, sync=False)
     assert store.groups() == [1, 3]
     assert store.load(2) == PersistedState()
-    assert store.load_snapshot(2) is None
+    assert db.get(snapshot_key(2)) is None
     for g in (1, 3):
         assert store.load(g) == PersistedState(HardState(1, g, 0), entries=tuple(ents(1, 3)))
     # The destroyed group may start again from index 1.
@@ -375,12 +438,12 @@ def test_other_users_of_the_engine_are_left_alone(db: Engine) -> None:
 def test_everything_loads_back_after_a_reopen(open_db: Opener) -> None:
     db = open_db()
     store = LogStore(db)
-    snapshot = Snapshot(meta(20, term=3), b"image" * 500)
     batch = WriteBatch()
     for g in range(1, 6):
         store.stage(batch, g, Ready(entries=ents(1, 40, tag=b"%d-" % g)))
     store.stage(batch, 3, Ready(hard_state=HardState(2, 3, 30)))
-    store.save_snapshot(batch, 4, snapshot)
+    store.compact(batch, 4, meta(20, term=3))
+    store.stage(batch, 2, Ready(snapshot=Snapshot(meta(50, term=3), b"image" * 500)))
     store.write(batch, sync=True)
     expected = {g: store.load(g) for g in range(1, 6)}
     db.close()
@@ -389,12 +452,17 @@ def test_everything_loads_back_after_a_reopen(open_db: Opener) -> None:
     store = LogStore(db)
     assert store.groups() == [1, 2, 3, 4, 5]
     assert {g: store.load(g) for g in range(1, 6)} == expected
-    assert store.load_snapshot(4) == snapshot
+    assert expected[2] == PersistedState(snapshot=meta(50, term=3))
+    assert expected[4] == PersistedState(
+        snapshot=meta(20, term=3), entries=tuple(ents(21, 40, tag=b"4-"))
+    )
     # The bounds are read again from the engine: a conflict still truncates.
     persist(store, 5, Ready(entries=ents(10, 11, term=2)), sync=True)
     assert store.load(5).entries == tuple(ents(1, 9, tag=b"5-") + ents(10, 11, term=2))
     persist(store, 4, Ready(entries=ents(41, 41)), sync=True)
     assert store.load(4).entries == tuple(ents(21, 40, tag=b"4-") + ents(41, 41))
+    persist(store, 2, Ready(entries=ents(51, 51, term=3)), sync=True)  # fits base 50 only
+    assert store.load(2).entries == tuple(ents(51, 51, term=3))
 
 
 # -- corruption ------------------------------------------------------------------------
@@ -428,15 +496,14 @@ def test_a_flipped_byte_in_an_entry_is_reported_with_key_and_crcs(db: Engine, of
 
 
 @all_kinds
-@pytest.mark.parametrize("kind", [RecordKind.HARD_STATE, RecordKind.LOG_BASE, RecordKind.SNAPSHOT])
+@pytest.mark.parametrize("kind", [RecordKind.HARD_STATE, RecordKind.LOG_BASE])
 def test_a_flipped_byte_in_a_single_record_is_reported(db: Engine, kind: RecordKind) -> None:
     store = LogStore(db)
     persist(store, 3, Ready(snapshot=Snapshot(meta(2), b"s"), hard_state=HardState(1, 1, 2)))
     key = record_key(3, kind)
     flip(db, key, 5)
-    read = store.load_snapshot if kind is RecordKind.SNAPSHOT else store.load
     with pytest.raises(LogCorruption, match="CRC-32C mismatch") as caught:
-        read(3)
+        store.load(3)
     assert caught.value.key == key
 
 

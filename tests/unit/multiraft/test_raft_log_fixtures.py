@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from atoll.engine import open_engine
+from atoll.engine import WriteBatch, open_engine
 from atoll.multiraft.errors import LogCorruption
 from atoll.multiraft.log_format import (
+    RecordKind,
     decode_entry,
     decode_hard_state,
     decode_log_base,
@@ -23,6 +24,7 @@ from atoll.multiraft.log_format import (
     encode_hard_state,
     encode_log_base,
     encode_snapshot,
+    record_key,
 )
 from atoll.multiraft.log_store import LogStore
 from atoll.raft.types import (
@@ -114,9 +116,31 @@ def test_a_log_of_fixture_records_loads(tmp_path: Path) -> None:
         assert store.groups() == [7, 0x0102030405060708]
         entries = tuple(r for _, g, r in EXPECTED if g == 7 and isinstance(r, Entry))
         assert store.load(7) == PersistedState(HardState(5, 2, 12), META, entries)
-        assert store.load_snapshot(7) == Snapshot(META, b"state machine image")
+        # The snapshot record is no longer written or read by the store (raft_log.md
+        # §2.4), but it stays decodable: data dirs of version 1 hold such records.
+        key = record_key(7, RecordKind.SNAPSHOT)
+        raw = db.get(key)
+        assert raw is not None
+        assert decode_snapshot(key, raw) == Snapshot(META, b"state machine image")
         # The lone entry of the other group is not a log: there is no entry 1.
         with pytest.raises(LogCorruption, match="where entry 1 was expected"):
             store.load(0x0102030405060708)
+    finally:
+        db.close()
+
+
+def test_compacting_a_fixture_log_deletes_its_snapshot_record(tmp_path: Path) -> None:
+    db = open_engine(str(tmp_path / "db"), kind="memory")
+    try:
+        for _, key, value in read_fixture():
+            db.put(key, value)
+        store = LogStore(db)
+        to = SnapshotMeta(index=12, term=5, conf=META.conf)
+        batch = WriteBatch()
+        store.compact(batch, 7, to)
+        store.write(batch, sync=True)
+        assert db.get(record_key(7, RecordKind.SNAPSHOT)) is None
+        last = Entry(term=5, index=13, type=EntryType.NORMAL, data=b"")
+        assert store.load(7) == PersistedState(HardState(5, 2, 12), to, (last,))
     finally:
         db.close()

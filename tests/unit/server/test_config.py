@@ -88,3 +88,11 @@ def test_s3_address_is_optional_and_validated(tmp_path: Path) -> None:
             load(write(tmp_path, BASE + f"s3_address = {bad}\n" + MEMBERS))
     with pytest.raises(ConfigFileError, match="also the rpc or kv address"):
         load(write(tmp_path, BASE + 's3_address = "127.0.0.1:7104"\n' + MEMBERS))
+
+
+def test_lease_reads_is_on_unless_turned_off_and_must_be_a_boolean(tmp_path: Path) -> None:
+    assert load(write(tmp_path, BASE + MEMBERS)).lease_reads is True
+    assert load(write(tmp_path, BASE + "lease_reads = false\n" + MEMBERS)).lease_reads is False
+    for bad in ('"yes"', "1"):
+        with pytest.raises(ConfigFileError, match="lease_reads: expected true or false"):
+            load(write(tmp_path, BASE + f"lease_reads = {bad}\n" + MEMBERS))

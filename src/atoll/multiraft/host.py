@@ -230,9 +230,12 @@ class RaftHost:
         if task.cancelled():
             return
         error = task.exception()
-        log.critical("raft: node %d: task %s ended: %r", self.id, task.get_name(), error)
+        self._fail(error or RuntimeError(f"task {task.get_name()} returned"), task.get_name())
+
+    def _fail(self, error: BaseException, what: str) -> None:
+        log.critical("raft: node %d: %s ended: %r", self.id, what, error)
         if self.failure is None:
-            self.failure = error or RuntimeError(f"task {task.get_name()} returned")
+            self.failure = error
         self.failed.set()
 
     async def stop(self) -> None:
@@ -558,10 +561,7 @@ class RaftHost:
             return
         error = done.exception()
         if error is not None:  # the engine failed: as a failed persist, the node stops
-            log.critical("raft: node %d: compacting group %d failed: %r", self.id, group.id, error)
-            if self.failure is None:
-                self.failure = error
-            self.failed.set()
+            self._fail(error, f"compaction of group {group.id}")
             return
         # A snapshot from the leader may have moved the base past `meta` meanwhile.
         if meta.index > group.core.log.base.index:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from minio.commonconfig import CopySource
 from yarl import URL
 
 from atoll.gateway.sigv4 import Headers, Request, sign_request, uri_encode
+from dev_harness import start_dev, stop_dev
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -72,8 +72,6 @@ COMMAND_TIMEOUT_S = 300.0  # one command-line client run
 READY_TIMEOUT_S = 60.0  # from the gateways' first 200 to a PUT in both pools
 READY_RETRY_S = 0.2
 HTTP_TIMEOUT_S = 120.0
-DEV_START_TIMEOUT_S = 120.0  # `atoll dev` to cluster.json and its announcement
-DEV_STOP_TIMEOUT_S = 30.0
 STATUS_TIMEOUT_S = 20.0  # from the reads to the count in a heartbeat
 
 LIST_DIRS = 25
@@ -617,48 +615,6 @@ def test_atoll_dev_refuses_an_s3_port_in_use_before_starting_anything(tmp_path: 
     assert f"127.0.0.1:{port} is in use" in result.stderr.decode(), result.stderr
     assert "--s3-port" in result.stderr.decode()
     assert not list(root.glob("node-*")), "configs were written for a cluster that cannot start"
-
-
-@dataclass
-class DevRun:
-    root: Path
-    process: subprocess.Popen[bytes]
-    out: Path
-    document: dict[str, Any] = field(default_factory=dict)
-
-
-def start_dev(root: Path, *args: str) -> DevRun:
-    out = root.parent / f"dev-{time.monotonic_ns()}.out"
-    with open(out, "wb") as file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "atoll.cli", "dev", "--dir", str(root), *args],
-            env=dict(os.environ, PYTHONPATH=SRC, PYTHONUNBUFFERED="1"),
-            stdout=file,
-            stderr=subprocess.STDOUT,
-        )
-    run = DevRun(root, process, out)
-    deadline = time.monotonic() + DEV_START_TIMEOUT_S
-    while "Ctrl-C stops the cluster." not in out.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_dev(run)
-            raise AssertionError(f"atoll dev did not come up:\n{out.read_text(errors='replace')}")
-        time.sleep(0.1)
-    run.document = json.loads((root / "cluster.json").read_text())
-    return run
-
-
-def stop_dev(run: DevRun) -> int:
-    """SIGTERM, as Ctrl-C would; SIGKILL it and its nodes if it does not stop."""
-    if run.process.poll() is None:
-        run.process.send_signal(signal.SIGTERM)
-    try:
-        return run.process.wait(DEV_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        run.process.kill()
-        for node in run.document.get("nodes", []):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(node["pid"]), signal.SIGKILL)
-        return run.process.wait(DEV_STOP_TIMEOUT_S)
 
 
 def test_atoll_dev_serves_s3_prints_an_aws_example_and_restarts_on_its_ports(

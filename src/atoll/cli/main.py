@@ -185,16 +185,34 @@ def server(config_path: Path, join: str) -> None:
     type=click.IntRange(0, 65535),
     help="Node 1's S3 port for a new cluster (default 9000; 0: any free port).",
 )
-def dev(root: Path, nodes: int | None, devices: int | None, s3_port: int | None) -> None:
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A node config key for every node of a new cluster (e.g. down_after_s=5); repeatable.",
+)
+def dev(
+    root: Path,
+    nodes: int | None,
+    devices: int | None,
+    s3_port: int | None,
+    settings: tuple[str, ...],
+) -> None:
     """Run a local cluster of node processes on 127.0.0.1 until Ctrl-C."""
     from atoll.base.errors import AtollError
     from atoll.server import dev as dev_cluster
+    from atoll.server.dev_plan import parse_setting
 
     def err(message: str) -> None:
         click.echo(message, err=True)
 
     try:
-        status = dev_cluster.main(root, nodes, click.echo, err, devices, s3_port)
+        parsed = [parse_setting(text) for text in settings]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--set") from error
+    try:
+        status = dev_cluster.main(root, nodes, click.echo, err, devices, s3_port, parsed)
     except (AtollError, OSError) as error:
         raise click.ClickException(str(error)) from error
     if status:
@@ -405,6 +423,53 @@ def bucket_set_pool(name: str, pool_name: str, rpc: str | None, cluster_file: Pa
 
 
 @main.group()
+def admin() -> None:
+    """An operator's decisions about nodes (repair, drain)."""
+
+
+@admin.command("out")
+@click.argument("node_id", metavar="NODE", type=click.IntRange(min=1))
+@_rpc_options
+def admin_out(node_id: int, rpc: str | None, cluster_file: Path | None) -> None:
+    """Mark NODE out now (as out_after_s would): its PGs get new members, which
+    rebuild its shards from the others."""
+    from atoll.cli import admin_cmd, kv_cmd
+    from atoll.meta.cluster_map import NODE_OUT
+
+    where = _rpc_endpoints(rpc, cluster_file)
+    if not kv_cmd.run(admin_cmd.set_node_state(where, node_id, NODE_OUT, click.echo)):
+        raise SystemExit(1)
+
+
+@admin.command("in")
+@click.argument("node_id", metavar="NODE", type=click.IntRange(min=1))
+@_rpc_options
+def admin_in(node_id: int, rpc: str | None, cluster_file: Path | None) -> None:
+    """Bring NODE (out) back: placement uses its devices again."""
+    from atoll.cli import admin_cmd, kv_cmd
+    from atoll.meta.cluster_map import NODE_UP
+
+    where = _rpc_endpoints(rpc, cluster_file)
+    if not kv_cmd.run(admin_cmd.set_node_state(where, node_id, NODE_UP, click.echo)):
+        raise SystemExit(1)
+
+
+@admin.command("scrub")
+@click.option("--now", is_flag=True, help="Run a pass on every node now and report it.")
+@_rpc_options
+def admin_scrub(now: bool, rpc: str | None, cluster_file: Path | None) -> None:
+    """Re-read every shard, verify its checksums, rebuild what is corrupt. Nodes scrub
+    in the background every scrub_interval_s; --now runs a pass everywhere at once."""
+    from atoll.cli import admin_cmd, kv_cmd
+
+    if not now:
+        raise click.UsageError("nodes scrub in the background; --now runs a pass now")
+    where = _rpc_endpoints(rpc, cluster_file)
+    if not kv_cmd.run(admin_cmd.scrub_now(where, click.echo)):
+        raise SystemExit(1)
+
+
+@main.group()
 def placement() -> None:
     """Placement of PGs on devices (consistent-hash ring and balancing)."""
 
@@ -468,10 +533,23 @@ def placement_simulate(
 )
 @click.option("--endpoint", help="Comma-separated host:port rpc addresses of nodes.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
-def status(root: Path | None, endpoint: str | None, as_json: bool) -> None:
+@click.option("--watch", is_flag=True, help="A live progress line of PG health and repair.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
+@click.option("--until-healthy", is_flag=True, help="With --watch: stop once no PG is degraded.")
+def status(
+    root: Path | None,
+    endpoint: str | None,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+    until_healthy: bool,
+) -> None:
     """Nodes, devices, pools and PG health of a running cluster."""
     from atoll.cli import kv_cmd, status_cmd
 
     cluster_file = None if root is None else root / "cluster.json"
     where = _rpc_endpoints(endpoint, cluster_file)
+    if watch:
+        kv_cmd.run(status_cmd.watch(where, interval, until_healthy, click.echo))
+        return
     kv_cmd.run(status_cmd.show(where, as_json, click.echo))

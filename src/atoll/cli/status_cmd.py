@@ -3,13 +3,16 @@ meta leader (`meta.status`), as tables or as JSON. Does network I/O and prints."
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from atoll.meta.client import MetaClient
+from atoll.meta.errors import MetaRefused, MetaUnavailable
 
 GIB = 1 << 30
+MIB = 1 << 20
 
 
 def _size(n: int) -> str:
@@ -38,7 +41,58 @@ def table_lines(doc: dict[str, Any]) -> list[str]:
             f" {p['failure_domain']:<7} {p['storage_class']}"
         )
     lines += ["", f"PGs: {doc['pgs']}, degraded: {doc['degraded_pgs']}"]
+    lines.append(repair_line(doc))
     return lines
+
+
+def _mib(n: float) -> str:
+    return f"{n / MIB:.1f} MiB"
+
+
+def repair_line(doc: dict[str, Any]) -> str:
+    eta = doc.get("repair_eta_s")
+    return (
+        f"repair: {_mib(doc.get('bytes_to_repair', 0))} to rebuild at "
+        f"{_mib(doc.get('repair_bytes_per_s', 0.0))}/s, ETA "
+        + ("-" if eta is None else f"{eta:.0f}s")
+    )
+
+
+def progress_line(doc: dict[str, Any], width: int = 30) -> str:
+    """One line for `--watch`: a bar of the healthy PGs, the node states, the backlog."""
+    pgs = doc["pgs"] or 1
+    healthy = doc["pgs"] - doc["degraded_pgs"]
+    filled = round(width * healthy / pgs)
+    states = " ".join(f"{n['id']}:{n['state']}" for n in doc["nodes"])
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {healthy}/{doc['pgs']} PGs healthy"
+        f" | {repair_line(doc)} | nodes {states}"
+    )
+
+
+async def watch(
+    addresses: list[str],
+    interval_s: float,
+    until_healthy: bool,
+    echo: Callable[[str], None],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """A progress line every `interval_s` until Ctrl-C (or, with `until_healthy`,
+    until no PG is degraded)."""
+    client = MetaClient(addresses)
+    try:
+        while True:
+            try:
+                doc = await client.status()
+            except (MetaUnavailable, MetaRefused) as err:
+                echo(f"(no answer from the meta leader: {err})")
+            else:
+                echo(progress_line(doc))
+                if until_healthy and doc["degraded_pgs"] == 0:
+                    return
+            await sleep(interval_s)
+    finally:
+        await client.close()
 
 
 async def show(addresses: list[str], as_json: bool, echo: Callable[[str], None]) -> None:

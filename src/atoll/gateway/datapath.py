@@ -143,6 +143,25 @@ def _decode(layout: StripeLayout, shards: dict[int, memoryview], stripe_length: 
     return b"".join(_codecs.get(layout).decode(shards, stripe_length))
 
 
+def rebuild_blocks(
+    layout: StripeLayout, size: int, window: range, shards: dict[int, memoryview], wanted: int
+) -> list[_Block]:
+    """Shard `wanted`'s blocks of the window's stripes, with their CRC-32C, rebuilt
+    from the window's spans of any k other shards (`DataPath.fetch`): the repair path
+    (worker thread; the blocks are fresh copies)."""
+    codec = _codecs.get(layout)
+    out: list[_Block] = []
+    at = 0
+    for stripe in window:
+        stripe_length = layout.stripe_length(size, stripe)
+        shard_size = layout.shard_bytes(stripe_length)
+        pieces = {i: v[at : at + shard_size] for i, v in shards.items()}
+        block = bytes(codec.reconstruct(pieces, stripe_length, (wanted,))[0])
+        out.append((block, crc32c.crc32c(block)))
+        at += shard_size
+    return out
+
+
 class DataPath:
     def __init__(self, pool: RpcPool, cluster_map: Callable[[], ClusterMap]) -> None:
         self._pool = pool
@@ -295,24 +314,16 @@ class DataPath:
         in `durable` (the others missed the write)."""
         if first >= end:
             return
-        layout = target.layout
-        stripes_per_window = max(1, READ_WINDOW_BYTES // target.block_size)
-        stripe_range = layout.stripes_for_range(size, first, end - first)
-        windows = [
-            range(s, min(s + stripes_per_window, stripe_range.stop))
-            for s in range(stripe_range.start, stripe_range.stop, stripes_per_window)
-        ]
+        windows = read_windows(target, target.layout.stripes_for_range(size, first, end - first))
         pending: asyncio.Task[dict[int, memoryview]] | None = None
         try:
             for n, window in enumerate(windows):
                 if pending is None:
-                    pending = asyncio.create_task(self._fetch(target, size, window, durable))
+                    pending = asyncio.create_task(self.fetch(target, size, window, durable))
                 shards = await pending
                 pending = None
                 if n + 1 < len(windows):
-                    pending = asyncio.create_task(
-                        self._fetch(target, size, windows[n + 1], durable)
-                    )
+                    pending = asyncio.create_task(self.fetch(target, size, windows[n + 1], durable))
                 async for piece in self._assemble(target, size, window, shards, first, end):
                     yield piece
         finally:
@@ -320,12 +331,6 @@ class DataPath:
                 pending.cancel()
                 with contextlib.suppress(BaseException):
                     await pending
-
-    def _window_span(self, layout: StripeLayout, size: int, window: range) -> tuple[int, int]:
-        """Shard-file bytes `[offset, offset + length)` of the window's stripes."""
-        offset = window.start * layout.full_shard_bytes
-        length = sum(layout.shard_bytes(layout.stripe_length(size, s)) for s in window)
-        return offset, length
 
     async def _fetch_shard(
         self, target: PartTarget, index: int, offset: int, length: int
@@ -342,13 +347,15 @@ class DataPath:
                 at += len(piece)
         return memoryview(out)
 
-    async def _fetch(
+    async def fetch(
         self, target: PartTarget, size: int, window: range, durable: Sequence[int]
     ) -> dict[int, memoryview]:
-        """Shards of the window: the k data shards if they all read, else any k
-        (parity included), fetched in rounds until k are in hand."""
+        """Shards of the window's stripes (each the window's span of its shard file,
+        `window_span`): the first k of `durable` in index order (the data shards) if
+        they all read, else any k of `durable`, fetched in rounds until k are in hand.
+        Raises `ServiceUnavailable` when fewer than k can be read."""
         layout = target.layout
-        offset, length = self._window_span(layout, size, window)
+        offset, length = window_span(layout, size, window)
         got: dict[int, memoryview] = {}
         errors: dict[int, str] = {}
         candidates = sorted(durable)
@@ -408,4 +415,29 @@ class DataPath:
                 lo += take
 
 
-__all__ = ["PIPELINE_STRIPES", "DataPath", "PartTarget", "WrittenPart"]
+def window_span(layout: StripeLayout, size: int, window: range) -> tuple[int, int]:
+    """Shard-file bytes `[offset, offset + length)` of the window's stripes, for a
+    part of `size` bytes."""
+    offset = window.start * layout.full_shard_bytes
+    length = sum(layout.shard_bytes(layout.stripe_length(size, s)) for s in window)
+    return offset, length
+
+
+def read_windows(target: PartTarget, stripes: range) -> list[range]:
+    """`stripes` cut into windows of about `READ_WINDOW_BYTES` (at least one stripe)."""
+    per_window = max(1, READ_WINDOW_BYTES // target.block_size)
+    return [
+        range(s, min(s + per_window, stripes.stop))
+        for s in range(stripes.start, stripes.stop, per_window)
+    ]
+
+
+__all__ = [
+    "PIPELINE_STRIPES",
+    "DataPath",
+    "PartTarget",
+    "WrittenPart",
+    "read_windows",
+    "rebuild_blocks",
+    "window_span",
+]

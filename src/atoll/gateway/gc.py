@@ -124,25 +124,34 @@ def is_old(mtime_ns: int, now_s: float, grace_s: float) -> bool:
 def verdict(
     header: ShardHeader, manifest: Manifest | None, uploads: Iterable[UploadRecord]
 ) -> Verdict:
-    """Keep the shard file `header` describes if an upload of its key with its version
-    id exists (any part: the upload is in progress), or if the key's manifest is of its
-    version and lists its part number among its parts; else it may be deleted.
+    """Keep the shard file `header` describes if the index references its part
+    (`is_referenced`); else it may be deleted. The shard index and the manifest's
+    durable set do not matter: a shard that missed the write is rebuilt by the
+    repairer in place, and deleting it would only race with that."""
+    part = (header.bucket, header.key, header.version_id, header.part_number)
+    return Verdict.KEEP if is_referenced(part, manifest, uploads) else Verdict.DELETE
 
-    `manifest` is the one at `object_key(header.bucket, header.key)` (or None) and
-    `uploads` the upload records of that key, both as the index holds them now, the
-    uploads read before the manifest (`read_references`). The shard index and the
-    manifest's durable set do not matter: a shard that missed the write is rebuilt by
-    the repairer in place, and deleting it would only race with that."""
-    version = (header.bucket, header.key, header.version_id)
+
+def is_referenced(
+    part: tuple[str, str, str, int], manifest: Manifest | None, uploads: Iterable[UploadRecord]
+) -> bool:
+    """Whether part `(bucket, key, version id, part number)` belongs to an object:
+    an upload of its key with its version id exists (any part: the upload is in
+    progress), or the key's manifest is of its version and lists its part number
+    among its parts.
+
+    `manifest` is the one at `object_key(bucket, key)` (or None) and `uploads` the
+    upload records of that key, both as the index holds them now, the uploads read
+    before the manifest (`read_references`)."""
+    bucket, key, version_id, part_number = part
+    version = (bucket, key, version_id)
     if any((u.bucket, u.key, u.version_id) == version for u in uploads):
-        return Verdict.KEEP
+        return True
     if manifest is None or (manifest.bucket, manifest.key, manifest.version_id) != version:
-        return Verdict.DELETE
+        return False
     if manifest.layout is None:  # inline data: no shard file belongs to it
-        return Verdict.DELETE
-    if any(part.number == header.part_number for part in manifest.layout.parts):
-        return Verdict.KEEP
-    return Verdict.DELETE
+        return False
+    return any(p.number == part_number for p in manifest.layout.parts)
 
 
 class Pacer:

@@ -75,6 +75,7 @@ class NodeAgent:
         self.config = config
         self._usage = usage
         self._degraded_reads: Callable[[], int] = lambda: 0
+        self._repair: Callable[[], meta_pb2.RepairReport] | None = None
         self._load1 = load1
         self.map = ClusterMap()
         self.device_ids: tuple[int, ...] = ()
@@ -166,6 +167,8 @@ class NodeAgent:
                 load1=self._load1(),
                 degraded_reads=self._degraded_reads(),
             )
+            if self._repair is not None:
+                request.repair.CopyFrom(self._repair())
             try:
                 await self.client.call_leader(METHOD_HEARTBEAT, request.SerializeToString())
             except (MetaUnavailable, MetaRefused) as err:
@@ -190,6 +193,10 @@ class NodeAgent:
     def use_degraded_reads(self, counter: Callable[[], int]) -> None:
         """Report `counter()` (the gateway's degraded-read count) in heartbeats."""
         self._degraded_reads = counter
+
+    def use_repair(self, report: Callable[[], meta_pb2.RepairReport]) -> None:
+        """Send `report()` (the repairer's latest) in heartbeats."""
+        self._repair = report
 
     def device_failed(self, device_id: int, err: OSError) -> None:
         """For the storage service: one of this node's devices failed I/O."""

@@ -19,11 +19,15 @@ A handler that needs the leader answers elsewhere with the application error
 `not_leader`, whose detail (`NotLeaderDetail`) names the leader if known.
 
 The leader's duties (`run`, a task on every member that acts while this node leads):
-mark down every node
-silent for `down_after_s` (a node's clock of silence starts when this node became
-leader, so a new leader gives everyone a full period); and compute and commit the PG
-table of every pool whose table is stale (`ClusterMap.stale_pools`). Time comes from
-the injected `clock` (monotonic seconds).
+mark down every node silent for `down_after_s` (a node's clock of silence starts when
+this node became leader, so a new leader gives everyone a full period); mark out every
+node down for `out_after_s` (counted from when this leader saw it down), which takes
+its devices out of placement; and compute and commit the PG table of every pool whose
+table is stale (`ClusterMap.stale_pools`). Time comes from the injected `clock`
+(monotonic seconds).
+
+PG health (`atoll.meta.health`) is judged from the repair reports the nodes send in
+their heartbeats (docs/repair.md).
 """
 
 from __future__ import annotations
@@ -38,13 +42,13 @@ from typing import Any
 
 from atoll.meta.cluster_map import (
     NODE_DOWN,
+    NODE_OUT,
     NODE_UP,
     Applied,
     ClusterMap,
     Credentials,
     PoolRecord,
     canonical_json,
-    in_service,
     placement_devices,
     placement_digest,
 )
@@ -64,6 +68,7 @@ from atoll.meta.commands import (
     encode_map,
 )
 from atoll.meta.errors import MapFormatError, NotBootstrapped
+from atoll.meta.health import RepairState, pg_health
 from atoll.meta.state_machine import MetaStateMachine
 from atoll.multiraft.host import RaftHost
 from atoll.placement import Device, default_pools, place_pool
@@ -106,6 +111,7 @@ class BootstrapSpec:
 @dataclass(frozen=True)
 class MetaConfig:
     down_after_s: float = 30.0
+    out_after_s: float = 600.0
     duty_interval_s: float = 0.25
     propose_timeout_s: float = 5.0
     watchers_max: int = 256
@@ -119,6 +125,8 @@ class NodeHealth:
     load1: float = 0.0
     devices: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> used, capacity
     degraded_reads: int = 0  # stripes its gateway decoded from parity since it started
+    repair: RepairState | None = None  # its repairer's latest report (None: no devices)
+    down_since: float | None = None  # when this leader first saw it down
 
 
 def redirect_handlers(members: Callable[[], list[str]]) -> dict[str, Handler]:
@@ -143,33 +151,22 @@ def redirect_handlers(members: Callable[[], list[str]]) -> dict[str, Handler]:
     return dict.fromkeys(methods, handler)
 
 
-def degraded_pgs(m: ClusterMap) -> int:
-    """PGs with a member that cannot serve its shard now: a device not in service, or
-    on a node that is not up. (Whether every member holds every shard it should,
-    verified, is the repair issue's to track.)"""
-    count = 0
-    for table in m.pg_tables.values():
-        for members in table.members:
-            for device_id in members:
-                device = m.devices.get(device_id)
-                node = m.nodes.get(device.node_id) if device is not None else None
-                if (
-                    device is None
-                    or node is None
-                    or not in_service(m, device)
-                    or node.state != NODE_UP
-                ):
-                    count += 1
-                    break
-    return count
-
-
-def status_document(m: ClusterMap, health: Mapping[int, NodeHealth], now: float) -> dict[str, Any]:
+def status_document(
+    m: ClusterMap,
+    health: Mapping[int, NodeHealth],
+    now: float,
+    voters: Mapping[int, frozenset[int]] | None = None,
+    trusted_from: Mapping[int, int] | None = None,
+) -> dict[str, Any]:
     """What `atoll status --json` prints: the map's nodes, devices and pools with the
-    leader's latest heartbeat figures, and the PG health."""
+    leader's latest heartbeat figures, the PG health, and the voters of the Raft
+    groups the leader's node holds (`voters`: group id -> node ids)."""
     usage: dict[int, tuple[int, int]] = {}
     for node_health in health.values():
         usage.update(node_health.devices)
+    reports = {n: h.repair for n, h in health.items() if h.repair is not None}
+    pgs = pg_health(m, reports, trusted_from)
+    eta = pgs.repair_eta_s
     return {
         "cluster_id": m.cluster_id,
         "epoch": m.epoch,
@@ -186,6 +183,7 @@ def status_document(m: ClusterMap, health: Mapping[int, NodeHealth], now: float)
                 else None,
                 "load1": health[n.id].load1 if n.id in health else None,
                 "degraded_reads": health[n.id].degraded_reads if n.id in health else None,
+                "repair": _repair_json(reports.get(n.id)),
             }
             for n in sorted(m.nodes.values(), key=lambda n: n.id)
         ],
@@ -212,12 +210,47 @@ def status_document(m: ClusterMap, health: Mapping[int, NodeHealth], now: float)
             }
             for p in sorted(m.pools.values(), key=lambda p: p.id)
         ],
-        "pgs": sum(len(t.members) for t in m.pg_tables.values()),
-        "degraded_pgs": degraded_pgs(m),
+        "pgs": pgs.pgs,
+        "degraded_pgs": pgs.degraded_pgs,
+        "bytes_to_repair": pgs.bytes_to_repair,
+        "repair_bytes_per_s": round(pgs.repair_bytes_per_s, 1),
+        "repair_eta_s": None if eta is None else round(eta, 1),
         # Stripes the gateways decoded from parity, summed over the nodes' latest
         # heartbeats (each counts since its process started).
         "degraded_reads": sum(h.degraded_reads for h in health.values()),
+        "raft_groups": [
+            {"id": group_id, "voters": sorted(ids)}
+            for group_id, ids in sorted((voters or {}).items())
+        ],
     }
+
+
+def _repair_json(r: RepairState | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {
+        "checked_epoch": r.checked_epoch,
+        "incomplete_pgs": len(r.incomplete),
+        "bytes_to_repair": r.bytes_to_repair,
+        "repaired_bytes": r.repaired_bytes,
+        "repaired_shards": r.repaired_shards,
+        "repair_bytes_per_s": round(r.repair_bytes_per_s, 1),
+        "stale_removed": r.stale_removed,
+        "last_pass_ms": r.last_pass_ms,
+    }
+
+
+def repair_state(report: meta_pb2.RepairReport) -> RepairState:
+    return RepairState(
+        checked_epoch=report.checked_epoch,
+        incomplete=frozenset((p.pool_id, p.pg) for p in report.incomplete),
+        bytes_to_repair=report.bytes_to_repair,
+        repaired_bytes=report.repaired_bytes,
+        repaired_shards=report.repaired_shards,
+        repair_bytes_per_s=report.repair_bytes_per_s,
+        stale_removed=report.stale_removed,
+        last_pass_ms=report.last_pass_ms,
+    )
 
 
 def encode_applied(result: Applied) -> bytes:
@@ -297,6 +330,9 @@ class MetaService:
         self.config = config
         self._clock = clock
         self.health: dict[int, NodeHealth] = {}
+        # Per node, the map epoch a repair report must have checked to count for PG
+        # health (atoll.meta.health): when it last came up, or this node took over.
+        self.trusted_from: dict[int, int] = {}
         self._leading = False
         self._watchers = 0
 
@@ -400,11 +436,16 @@ class MetaService:
             request.load1,
             {d.device_id: (d.used_bytes, d.capacity_bytes) for d in request.devices},
             request.degraded_reads,
+            repair_state(request.repair) if request.HasField("repair") else None,
         )
         node = self.map.nodes.get(request.node_id)
         if node is not None and node.state == NODE_DOWN:
             log.info("meta: node %d is back: marking it up", node.id)
-            await self.propose(SetNodeState(node.id, NODE_UP, expect=NODE_DOWN))
+            result = await self.propose(SetNodeState(node.id, NODE_UP, expect=NODE_DOWN))
+            if result.ok:
+                self.trusted_from[node.id] = result.epoch
+        elif node is not None and node.state == NODE_OUT:
+            log.debug("meta: node %d is out; `atoll admin in %d` brings it back", node.id, node.id)
         return meta_pb2.HeartbeatReply(epoch=self.map.epoch).SerializeToString(), None
 
     async def _admin(self, message: bytes, payload: bytes | memoryview) -> Chunk:
@@ -417,11 +458,16 @@ class MetaService:
             raise HandlerError(
                 ERROR_META, f"{type(command).__name__} is not an admin command".encode()
             )
-        return encode_applied(await self.propose(command)), None
+        result = await self.propose(command)
+        if result.ok and isinstance(command, SetNodeState) and command.state == NODE_UP:
+            self.trusted_from[command.node_id] = result.epoch
+        return encode_applied(result), None
 
     async def _status(self, message: bytes, payload: bytes | memoryview) -> Chunk:
         self._require_leader()
-        return canonical_json(status_document(self.map, self.health, self._clock())), None
+        voters = {group_id: self.host.voters(group_id) for group_id in sorted(self.host.groups)}
+        doc = status_document(self.map, self.health, self._clock(), voters, self.trusted_from)
+        return canonical_json(doc), None
 
     async def _map(self, message: bytes, payload: bytes | memoryview) -> Chunk:
         request = meta_pb2.MapRequest.FromString(message)
@@ -481,6 +527,7 @@ class MetaService:
             # down_after_s from now.
             now = self._clock()
             self.health = {node_id: NodeHealth(now) for node_id in self.map.nodes}
+            self.trusted_from = dict.fromkeys(self.map.nodes, self.map.epoch)
             log.info("meta: node leads the meta group at epoch %d", self.map.epoch)
         self._leading = leading
         if not leading:
@@ -488,17 +535,30 @@ class MetaService:
         m = self.map
         if not m.bootstrapped:
             return
-        await self._mark_silent_nodes_down(m)
+        await self._mark_silent_nodes(m)
         await self._place_stale_pools()
 
-    async def _mark_silent_nodes_down(self, m: ClusterMap) -> None:
+    async def _mark_silent_nodes(self, m: ClusterMap) -> None:
+        """Up and silent past `down_after_s`: down. Down for `out_after_s` (by this
+        leader's clock, from when it first saw the node down): out."""
         now = self._clock()
         for node in m.nodes.values():
             health = self.health.setdefault(node.id, NodeHealth(now))
             silent = now - health.last_seen
+            if node.state != NODE_DOWN:
+                health.down_since = None
             if node.state == NODE_UP and silent > self.config.down_after_s:
                 log.warning("meta: node %d silent for %.1fs: marking it down", node.id, silent)
-                await self.propose(SetNodeState(node.id, NODE_DOWN, expect=NODE_UP))
+                result = await self.propose(SetNodeState(node.id, NODE_DOWN, expect=NODE_UP))
+                if result.ok:
+                    health.down_since = now
+            elif node.state == NODE_DOWN:
+                if health.down_since is None:
+                    health.down_since = now
+                down_for = now - health.down_since
+                if down_for > self.config.out_after_s:
+                    log.warning("meta: node %d down for %.1fs: marking it out", node.id, down_for)
+                    await self.propose(SetNodeState(node.id, NODE_OUT, expect=NODE_DOWN))
 
     async def _place_stale_pools(self) -> None:
         for pool in self.map.stale_pools():

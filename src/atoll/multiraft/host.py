@@ -63,6 +63,7 @@ from atoll.multiraft.transport import (
     receive_snapshot,
 )
 from atoll.raft import (
+    ConfChange,
     ConfState,
     Entry,
     EntryType,
@@ -281,6 +282,33 @@ class RaftHost:
         group = self.groups[group_id]
         while group.sm.applied_index() <= index:
             await group.applied_changed.wait()
+
+    def voters(self, group_id: int) -> frozenset[int]:
+        """The group's voters in the configuration in effect here."""
+        return self.groups[group_id].core.conf.voters
+
+    async def change_conf(self, group_id: int, change: ConfChange, timeout_s: float) -> None:
+        """Propose a membership change of `group_id` (on its leader) and return once it
+        is committed and applied here. Raises `NotLeader`, or `ProposalDropped` with
+        the core's reason (another change pending, a learner not caught up)."""
+        group = self.groups[group_id]
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if len(self._calls) >= self.config.calls_max:
+            raise ProposalDropped(f"node {self.id}: too many requests queued")
+
+        def call() -> None:
+            if future.done():
+                return
+            try:
+                index = group.core.propose_conf_change(change)
+            except ProposalDropped as err:
+                future.set_exception(err)
+                return
+            group.proposals[index] = _Waiter(group.core.term, future)
+
+        self._calls.append(call)
+        self._wake.set()
+        await self._wait(future, timeout_s, f"{change} of group {group_id}")
 
     async def transfer_leader(self, group_id: int, target: int) -> None:
         group = self.groups[group_id]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61toll/proto/meta.proto\x12\ratoll.meta.v1\"2\n\nDeviceSpec\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x02 \x01(\x04\"\x8f\x01\n\x0bJoinRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0b\n\x03rpc\x18\x02 \x01(\t\x12\n\n\x02kv\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\x12\x0c\n\x04rack\x18\x05 \x01(\t\x12\x0e\n\x06member\x18\x06 \x01(\x08\x12*\n\x07\x64\x65vices\x18\x07 \x03(\x0b\x32\x19.atoll.meta.v1.DeviceSpec\"!\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0b\n\x03rpc\x18\x02 \x01(\t\"j\n\tJoinReply\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x12\n\ndevice_ids\x18\x03 \x03(\x04\x12&\n\x07members\x18\x04 \x03(\x0b\x32\x15.atoll.meta.v1.Member\"L\n\x0b\x44\x65viceUsage\x12\x11\n\tdevice_id\x18\x01 \x01(\x04\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\"\x86\x01\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12+\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x1a.atoll.meta.v1.DeviceUsage\x12\r\n\x05load1\x18\x04 \x01(\x01\x12\x16\n\x0e\x64\x65graded_reads\x18\x05 \x01(\x04\"\x1f\n\x0eHeartbeatReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"\"\n\nMapRequest\x12\x14\n\x0clinearizable\x18\x01 \x01(\x08\"\x1d\n\x0cWatchRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"8\n\x0fNotLeaderDetail\x12\x11\n\tleader_id\x18\x01 \x01(\x04\x12\x12\n\nleader_rpc\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61toll/proto/meta.proto\x12\ratoll.meta.v1\"2\n\nDeviceSpec\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x02 \x01(\x04\"\x8f\x01\n\x0bJoinRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0b\n\x03rpc\x18\x02 \x01(\t\x12\n\n\x02kv\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\x12\x0c\n\x04rack\x18\x05 \x01(\t\x12\x0e\n\x06member\x18\x06 \x01(\x08\x12*\n\x07\x64\x65vices\x18\x07 \x03(\x0b\x32\x19.atoll.meta.v1.DeviceSpec\"!\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0b\n\x03rpc\x18\x02 \x01(\t\"j\n\tJoinReply\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x12\n\ndevice_ids\x18\x03 \x03(\x04\x12&\n\x07members\x18\x04 \x03(\x0b\x32\x15.atoll.meta.v1.Member\"L\n\x0b\x44\x65viceUsage\x12\x11\n\tdevice_id\x18\x01 \x01(\x04\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\"\xb3\x01\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12+\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x1a.atoll.meta.v1.DeviceUsage\x12\r\n\x05load1\x18\x04 \x01(\x01\x12\x16\n\x0e\x64\x65graded_reads\x18\x05 \x01(\x04\x12+\n\x06repair\x18\x06 \x01(\x0b\x32\x1b.atoll.meta.v1.RepairReport\"$\n\x05PgRef\x12\x0f\n\x07pool_id\x18\x01 \x01(\r\x12\n\n\x02pg\x18\x02 \x01(\r\"\xe2\x01\n\x0cRepairReport\x12\x15\n\rchecked_epoch\x18\x01 \x01(\x04\x12(\n\nincomplete\x18\x02 \x03(\x0b\x32\x14.atoll.meta.v1.PgRef\x12\x17\n\x0f\x62ytes_to_repair\x18\x03 \x01(\x04\x12\x16\n\x0erepaired_bytes\x18\x04 \x01(\x04\x12\x17\n\x0frepaired_shards\x18\x05 \x01(\x04\x12\x1a\n\x12repair_bytes_per_s\x18\x06 \x01(\x01\x12\x15\n\rstale_removed\x18\x07 \x01(\x04\x12\x14\n\x0clast_pass_ms\x18\x08 \x01(\x04\"\x1f\n\x0eHeartbeatReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"\"\n\nMapRequest\x12\x14\n\x0clinearizable\x18\x01 \x01(\x08\"\x1d\n\x0cWatchRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"8\n\x0fNotLeaderDetail\x12\x11\n\tleader_id\x18\x01 \x01(\x04\x12\x12\n\nleader_rpc\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,13 +42,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVICEUSAGE']._serialized_start=382
   _globals['_DEVICEUSAGE']._serialized_end=458
   _globals['_HEARTBEATREQUEST']._serialized_start=461
-  _globals['_HEARTBEATREQUEST']._serialized_end=595
-  _globals['_HEARTBEATREPLY']._serialized_start=597
-  _globals['_HEARTBEATREPLY']._serialized_end=628
-  _globals['_MAPREQUEST']._serialized_start=630
-  _globals['_MAPREQUEST']._serialized_end=664
-  _globals['_WATCHREQUEST']._serialized_start=666
-  _globals['_WATCHREQUEST']._serialized_end=695
-  _globals['_NOTLEADERDETAIL']._serialized_start=697
-  _globals['_NOTLEADERDETAIL']._serialized_end=753
+  _globals['_HEARTBEATREQUEST']._serialized_end=640
+  _globals['_PGREF']._serialized_start=642
+  _globals['_PGREF']._serialized_end=678
+  _globals['_REPAIRREPORT']._serialized_start=681
+  _globals['_REPAIRREPORT']._serialized_end=907
+  _globals['_HEARTBEATREPLY']._serialized_start=909
+  _globals['_HEARTBEATREPLY']._serialized_end=940
+  _globals['_MAPREQUEST']._serialized_start=942
+  _globals['_MAPREQUEST']._serialized_end=976
+  _globals['_WATCHREQUEST']._serialized_start=978
+  _globals['_WATCHREQUEST']._serialized_end=1007
+  _globals['_NOTLEADERDETAIL']._serialized_start=1009
+  _globals['_NOTLEADERDETAIL']._serialized_end=1065
 # @@protoc_insertion_point(module_scope)

@@ -63,18 +63,48 @@ class DeviceUsage(_message.Message):
     def __init__(self, device_id: _Optional[int] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "epoch", "devices", "load1", "degraded_reads")
+    __slots__ = ("node_id", "epoch", "devices", "load1", "degraded_reads", "repair")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     LOAD1_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_READS_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     epoch: int
     devices: _containers.RepeatedCompositeFieldContainer[DeviceUsage]
     load1: float
     degraded_reads: int
-    def __init__(self, node_id: _Optional[int] = ..., epoch: _Optional[int] = ..., devices: _Optional[_Iterable[_Union[DeviceUsage, _Mapping]]] = ..., load1: _Optional[float] = ..., degraded_reads: _Optional[int] = ...) -> None: ...
+    repair: RepairReport
+    def __init__(self, node_id: _Optional[int] = ..., epoch: _Optional[int] = ..., devices: _Optional[_Iterable[_Union[DeviceUsage, _Mapping]]] = ..., load1: _Optional[float] = ..., degraded_reads: _Optional[int] = ..., repair: _Optional[_Union[RepairReport, _Mapping]] = ...) -> None: ...
+
+class PgRef(_message.Message):
+    __slots__ = ("pool_id", "pg")
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    PG_FIELD_NUMBER: _ClassVar[int]
+    pool_id: int
+    pg: int
+    def __init__(self, pool_id: _Optional[int] = ..., pg: _Optional[int] = ...) -> None: ...
+
+class RepairReport(_message.Message):
+    __slots__ = ("checked_epoch", "incomplete", "bytes_to_repair", "repaired_bytes", "repaired_shards", "repair_bytes_per_s", "stale_removed", "last_pass_ms")
+    CHECKED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TO_REPAIR_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    STALE_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    LAST_PASS_MS_FIELD_NUMBER: _ClassVar[int]
+    checked_epoch: int
+    incomplete: _containers.RepeatedCompositeFieldContainer[PgRef]
+    bytes_to_repair: int
+    repaired_bytes: int
+    repaired_shards: int
+    repair_bytes_per_s: float
+    stale_removed: int
+    last_pass_ms: int
+    def __init__(self, checked_epoch: _Optional[int] = ..., incomplete: _Optional[_Iterable[_Union[PgRef, _Mapping]]] = ..., bytes_to_repair: _Optional[int] = ..., repaired_bytes: _Optional[int] = ..., repaired_shards: _Optional[int] = ..., repair_bytes_per_s: _Optional[float] = ..., stale_removed: _Optional[int] = ..., last_pass_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
     __slots__ = ("epoch",)

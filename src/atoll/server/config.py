@@ -17,6 +17,12 @@ zone = ""                        # optional: failure domains for placement
 rack = ""                        # optional
 heartbeat_interval_s = 1.0       # optional: heartbeats to the meta leader
 down_after_s = 30.0              # optional: a node silent this long is marked down
+out_after_s = 600.0              # optional: a node down this long is marked out (its PGs move)
+repair_bytes_per_s = 67108864    # optional: rebuilt shard bytes per second on this node (0: no limit)
+repair_pgs_max = 2               # optional: PGs this node rebuilds at once
+repair_interval_s = 5.0          # optional: pause between repair passes
+scrub_bytes_per_s = 33554432     # optional: shard bytes the background scrub reads per second (0: no limit)
+scrub_interval_s = 86400.0       # optional: pause between background scrub passes
 gc_grace_s = 3600.0              # optional: shard files younger than this are never collected
 gc_interval_s = 600.0            # optional: pause between garbage-collection passes
 join = ""                        # optional: a node's rpc address; see below
@@ -103,6 +109,12 @@ class NodeConfig:
     devices: tuple[Device, ...] = ()
     heartbeat_interval_s: float = 1.0
     down_after_s: float = 30.0
+    out_after_s: float = 600.0
+    repair_bytes_per_s: int = 64 << 20
+    repair_pgs_max: int = 2
+    repair_interval_s: float = 5.0
+    scrub_bytes_per_s: int = 32 << 20
+    scrub_interval_s: float = 86_400.0
     join: str = ""
     bootstrap: Bootstrap | None = None
     s3_address: str = ""  # "" = no S3 gateway on this node
@@ -173,6 +185,12 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
             devices=devices,
             heartbeat_interval_s=float(data.get("heartbeat_interval_s", 1.0)),
             down_after_s=float(data.get("down_after_s", 30.0)),
+            out_after_s=float(data.get("out_after_s", 600.0)),
+            repair_bytes_per_s=int(data.get("repair_bytes_per_s", 64 << 20)),
+            repair_pgs_max=int(data.get("repair_pgs_max", 2)),
+            repair_interval_s=float(data.get("repair_interval_s", 5.0)),
+            scrub_bytes_per_s=int(data.get("scrub_bytes_per_s", 32 << 20)),
+            scrub_interval_s=float(data.get("scrub_interval_s", 86_400.0)),
             join=_address(join, f"{source}: join") if join else "",
             bootstrap=bootstrap,
             s3_address=("" if s3_address == "" else _address(s3_address, f"{source}: s3_address")),
@@ -196,6 +214,14 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
         )
     if config.heartbeat_interval_s <= 0 or config.down_after_s <= config.heartbeat_interval_s:
         raise ConfigFileError(f"{source}: need 0 < heartbeat_interval_s < down_after_s")
+    if not config.out_after_s > config.down_after_s:
+        raise ConfigFileError(f"{source}: need down_after_s < out_after_s")
+    if config.repair_bytes_per_s < 0 or not 1 <= config.repair_pgs_max <= 64:
+        raise ConfigFileError(f"{source}: need repair_bytes_per_s >= 0 and repair_pgs_max in 1..64")
+    if not config.repair_interval_s > 0:
+        raise ConfigFileError(f"{source}: need repair_interval_s > 0")
+    if config.scrub_bytes_per_s < 0 or not config.scrub_interval_s > 0:
+        raise ConfigFileError(f"{source}: need scrub_bytes_per_s >= 0 and scrub_interval_s > 0")
     if not (config.gc_grace_s >= 0 and config.gc_interval_s > 0):
         raise ConfigFileError(f"{source}: need gc_grace_s >= 0 and gc_interval_s > 0")
     if config.bootstrap is not None and (

@@ -155,6 +155,7 @@ def prepare(
     credentials: tuple[str, str] | None = None,
     requested_devices: int | None = None,
     requested_s3_port: int | None = None,
+    settings: Sequence[tuple[str, str]] = (),
 ) -> tuple[tuple[DevNode, ...], bool]:
     """Set up `root` for a run: read the cluster already there, or plan a new one on
     free ports (node 1's S3 port as requested) and write its configs (the first
@@ -191,7 +192,8 @@ def prepare(
     for node in nodes:
         node_dir(root, node.node_id).mkdir(exist_ok=True)
         write_atomically(
-            config_path(root, node.node_id), render_config(root, node, nodes, credentials)
+            config_path(root, node.node_id),
+            render_config(root, node, nodes, credentials, settings),
         )
     return nodes, True
 
@@ -550,13 +552,18 @@ def main(
     err: Echo,
     requested_devices: int | None = None,
     requested_s3_port: int | None = None,
+    settings: Sequence[tuple[str, str]] = (),
 ) -> int:
     """Run a dev cluster in `root` until Ctrl-C or SIGTERM; the exit status (see
     `Supervisor.run`). DevError (or ConfigFileError) if it cannot start."""
     root = root.resolve()
     credentials = credentials_from_env(os.environ)
-    nodes, new = prepare(root, requested_nodes, credentials, requested_devices, requested_s3_port)
+    nodes, new = prepare(
+        root, requested_nodes, credentials, requested_devices, requested_s3_port, settings
+    )
     if not new:
+        if settings:
+            out("atoll dev: --set ignored: the cluster keeps the configs it has")
         out(f"atoll dev: restarting the {len(nodes)}-node cluster in {root}")
         if credentials is not None:
             out(f"atoll dev: {ACCESS_KEY_ENV}/{SECRET_KEY_ENV} ignored: the cluster keeps its own")

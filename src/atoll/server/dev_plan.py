@@ -22,8 +22,10 @@ count, devices and ports across restarts.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -234,17 +236,40 @@ def credentials_from_env(environ: Mapping[str, str]) -> tuple[str, str] | None:
     return access, secret
 
 
+SETTING_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+RESERVED_SETTINGS = frozenset(
+    {"node_id", "data_dir", "rpc_address", "kv_address", "s3_address", "join"}
+)
+
+
+def parse_setting(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` of `atoll dev --set`: a node config key (not one `atoll dev`
+    chooses itself) and a TOML value (`5`, `true`, `"text"`). ValueError otherwise."""
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not SETTING_KEY.fullmatch(key) or key in RESERVED_SETTINGS:
+        raise ValueError(f"{text!r}: expected KEY=VALUE with a node config key")
+    try:
+        parsed = tomllib.loads(f"v = {value}")
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{text!r}: {value!r} is not a TOML value: {err}") from err
+    if isinstance(parsed["v"], (dict, list)):
+        raise ValueError(f"{text!r}: only a number, a boolean or a string")
+    return key, value
+
+
 def render_config(
     root: Path,
     node: DevNode,
     members: Sequence[DevNode],
     credentials: tuple[str, str] | None = None,
+    settings: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The TOML config of `node` in the dev directory `root` (the format read by
     `atoll.server.config`): its S3 address, its `node.devices` device directories
     beside its data, and, on the first node, the bootstrap spec that sizes the
     default pools from every node's devices (with the root `credentials`, if
-    given)."""
+    given). `settings` are more top-level keys for every node (`parse_setting`)."""
     lines = [
         "# Written by `atoll dev`; reused as it is when `atoll dev` runs again here.",
         f"node_id = {node.node_id}",
@@ -258,6 +283,7 @@ def render_config(
         f"tick_interval_ms = {TICK_INTERVAL_MS}",
         f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}",
     ]
+    lines += [f"{key} = {value}" for key, value in settings]
     for index in range(node.devices):
         path = device_dir(root, node.node_id, index)
         lines += ["", "[[devices]]", f"path = {toml_string(str(path))}"]

@@ -32,6 +32,8 @@ from atoll.base.errors import AtollError
 from atoll.engine import open_engine
 from atoll.gateway.gc import GcConfig, run_collector
 from atoll.gateway.http import S3Server
+from atoll.gateway.repair import RepairConfig, Repairer
+from atoll.gateway.scrub import Scrubber, ScrubConfig
 from atoll.gateway.store import ObjectStore
 from atoll.kv.gateway import GatewaySpec
 from atoll.kv.grpc_server import KvServicer, rpc_handlers
@@ -41,6 +43,7 @@ from atoll.kv.state_machine import KvStateMachine
 from atoll.meta.agent import AgentConfig, DeviceConfig, NodeAgent, filesystem_usage
 from atoll.meta.cluster_map import ClusterMap
 from atoll.meta.commands import Bootstrap
+from atoll.meta.replicas import voters_to_remove
 from atoll.meta.service import (
     META_GROUP_ID,
     BootstrapSpec,
@@ -52,7 +55,7 @@ from atoll.meta.service import (
 from atoll.meta.state_machine import MetaStateMachine
 from atoll.multiraft.host import HostConfig, RaftHost
 from atoll.proto import kv_pb2_grpc
-from atoll.raft import ConfState
+from atoll.raft import ConfChange, ConfChangeOp, ConfState, RaftError
 from atoll.rpc import ClientStreamHandler, Handler, LocalClient, RpcPool, RpcServer
 from atoll.server.config import NodeConfig, load
 from atoll.storage import DeviceConfig as StorageDeviceConfig
@@ -61,6 +64,8 @@ from atoll.storage import StorageService
 log = logging.getLogger("atoll.node")
 
 REGION_ID = 1
+VOTER_DUTY_INTERVAL_S = 1.0
+CONF_CHANGE_TIMEOUT_S = 10.0
 GRPC_STOP_GRACE_S = 2.0
 GATEWAY_START_TIMEOUT_S = 30.0
 GATEWAY_STOP_TIMEOUT_S = 5.0
@@ -109,6 +114,8 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
         if not config.member:
             rpc_server.add_handlers(redirect_handlers(lambda: agent.members))
         tasks.append(asyncio.create_task(agent.run(), name="meta-agent"))
+        if host is not None:
+            tasks.append(asyncio.create_task(_retire_out_voters(host, agent), name="raft-voters"))
         storage: asyncio.Future[StorageService] = asyncio.get_running_loop().create_future()
         if config.devices:
             tasks.append(
@@ -178,7 +185,7 @@ async def _start_member(
         host,
         meta_sm,
         {m.id: m.rpc for m in config.nodes},
-        MetaConfig(down_after_s=config.down_after_s),
+        MetaConfig(down_after_s=config.down_after_s, out_after_s=config.out_after_s),
         clock=time.monotonic,
     )
     kv = KvService(host, kv_sm, {m.id: m.kv for m in config.nodes}, ServiceConfig(REGION_ID))
@@ -188,6 +195,27 @@ async def _start_member(
     stream_handlers.update(host.rpc_stream_handlers())
     tasks.append(asyncio.create_task(meta.run(), name="meta-duties"))
     return host, kv
+
+
+async def _retire_out_voters(host: RaftHost, agent: NodeAgent) -> None:
+    """For each Raft group this node leads: remove the voters whose nodes the map says
+    are out (`atoll.meta.replicas`), one change at a time."""
+    while True:
+        await asyncio.sleep(VOTER_DUTY_INTERVAL_S)
+        for group_id in (META_GROUP_ID, REGION_ID):
+            if not host.is_leader(group_id):
+                continue
+            for node_id in voters_to_remove(agent.map, host.voters(group_id), host.id):
+                try:
+                    await host.change_conf(
+                        group_id,
+                        ConfChange(ConfChangeOp.REMOVE_NODE, node_id),
+                        CONF_CHANGE_TIMEOUT_S,
+                    )
+                except RaftError as err:
+                    log.info("raft: removing node %d from group %d: %s", node_id, group_id, err)
+                    break
+                log.warning("raft: node %d (out) removed from group %d", node_id, group_id)
 
 
 async def _serve_storage(
@@ -216,15 +244,49 @@ async def _serve_storage(
         run_collector(service, gc_kv, clock=time.time, sleep=asyncio.sleep, config=gc_config),
         name="gc",
     )
+    repairer = Repairer(
+        config.node_id,
+        service,
+        LocalClient(service.rpc_handlers(), service.rpc_stream_handlers()),
+        gc_pool,
+        gc_kv,
+        lambda: agent.map,
+        clock=time.monotonic,
+        wall_clock=time.time,
+        sleep=asyncio.sleep,
+        config=RepairConfig(
+            bytes_per_s=config.repair_bytes_per_s,
+            pgs_max=config.repair_pgs_max,
+            interval_s=config.repair_interval_s,
+        ),
+    )
+    repair = asyncio.create_task(repairer.run(), name="repair")
+    agent.use_repair(repairer.report)
+    scrubber = Scrubber(
+        repairer,
+        service,
+        lambda: agent.map,
+        clock=time.monotonic,
+        sleep=asyncio.sleep,
+        config=ScrubConfig(
+            bytes_per_s=config.scrub_bytes_per_s, interval_s=config.scrub_interval_s
+        ),
+    )
+    scrub = asyncio.create_task(scrubber.run(), name="scrub")
     try:
-        rpc_server.add_handlers(service.rpc_handlers(), service.rpc_stream_handlers())
+        rpc_server.add_handlers(
+            {**service.rpc_handlers(), **scrubber.rpc_handlers()}, service.rpc_stream_handlers()
+        )
         started.set_result(service)
         agent.use_usage(lambda path: _storage_usage(service, path))
         log.info("node %d: storage serves devices %s", config.node_id, sorted(devices))
         await asyncio.Event().wait()  # until cancelled at stop
     finally:
-        gc.cancel()  # the collector stops before the service it lists and deletes through
-        await asyncio.gather(gc, return_exceptions=True)
+        # The collector, the repairer and the scrubber stop before the service they
+        # work through.
+        for task in (gc, repair, scrub):
+            task.cancel()
+        await asyncio.gather(gc, repair, scrub, return_exceptions=True)
         await gc_pool.close()
         await service.stop()
 

@@ -1,0 +1,89 @@
+"""`atoll admin out|in NODE`: an operator's decisions about a node, proposed to the
+meta group (`meta.admin`); `atoll admin scrub --now`: a scrub pass on every node.
+Does network I/O and prints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from atoll.gateway.scrub import METHOD_SCRUB, ScrubStats
+from atoll.meta.client import MetaClient
+from atoll.meta.cluster_map import NODE_OUT, NODE_UP
+from atoll.meta.commands import SetNodeState
+from atoll.rpc import RpcError, RpcPool
+
+WHAT = {
+    NODE_OUT: "out: its PGs move to other devices, rebuilt from the others",
+    NODE_UP: "in: placement may use its devices again",
+}
+
+
+async def set_node_state(
+    addresses: list[str], node_id: int, state: str, echo: Callable[[str], None]
+) -> bool:
+    client = MetaClient(addresses)
+    try:
+        result = await client.admin(SetNodeState(node_id, state))
+    finally:
+        await client.close()
+    if not result.ok:
+        echo(f"node {node_id}: {result.reason}")
+        return False
+    echo(f"node {node_id} is {WHAT[state]} (map epoch {result.epoch})")
+    return True
+
+
+SCRUB_TIMEOUT_S = 6 * 3600.0  # one node's pass, unthrottled
+
+
+async def scrub_now(addresses: list[str], echo: Callable[[str], None]) -> bool:
+    """Ask every up node with devices for a scrub pass now (`repair.scrub`, all at
+    once) and print what each checked, found and repaired, then the totals. False if
+    a node could not scrub or left an error unrepaired."""
+    meta = MetaClient(addresses)
+    try:
+        m = await meta.read_map()
+    finally:
+        await meta.close()
+    nodes = [
+        n
+        for n in sorted(m.nodes.values(), key=lambda n: n.id)
+        if n.state == NODE_UP and m.devices_of(n.id)
+    ]
+    pool = RpcPool()
+
+    async def one(address: str) -> ScrubStats:
+        client = await pool.get(address)
+        reply = await client.call(METHOD_SCRUB, b"", timeout_s=SCRUB_TIMEOUT_S)
+        return ScrubStats(**json.loads(reply.message))
+
+    try:
+        results = await asyncio.gather(*(one(n.rpc) for n in nodes), return_exceptions=True)
+    finally:
+        await pool.close()
+    total = ScrubStats()
+    ok = True
+    for node, result in zip(nodes, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, (RpcError, OSError, ValueError, TypeError)):
+                raise result
+            echo(f"node {node.id}: scrub failed: {result}")
+            ok = False
+            continue
+        echo(
+            f"node {node.id}: {result.files} files, {result.blocks_checked} blocks checked,"
+            f" {result.errors_found} errors found, {result.repaired} repaired"
+        )
+        for line in result.errors:
+            echo(f"  {line}")
+        for name in ("files", "blocks_checked", "bytes_checked", "errors_found", "repaired"):
+            setattr(total, name, getattr(total, name) + getattr(result, name))
+        total.unrepaired += result.unrepaired
+    echo(
+        f"total: {total.blocks_checked} blocks checked ({total.bytes_checked} bytes),"
+        f" {total.errors_found} errors found, {total.repaired} repaired,"
+        f" {total.unrepaired} not repaired"
+    )
+    return ok and total.unrepaired == 0

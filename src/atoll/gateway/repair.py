@@ -1,0 +1,703 @@
+"""The repairer: every storage node makes the shards its devices should hold in the
+PG tables actually be there (issue 6 §1; shared/DESIGN.md §8; docs/repair.md). Does
+I/O: listings and shard streams through `StorageClient` (this node's own service in
+process), the object index through `KvRpcClient`.
+
+A **pass** (`Repairer.pass_once`) takes the node's current map and:
+
+1. Reads the repair records (docs/formats/objects.md §4.5) of every pool: shards that
+   missed a write while their node was down or slow.
+2. Picks the PGs to check: those where a device of this node is a member and that
+   were not yet verified with their current members (a new member after a node went
+   out or came in, or every PG after this process started), and those with a repair
+   record naming a position held here.
+3. Lists each such PG on every member (`PgListing`): which object parts each position
+   holds, header and size checked by the storage service.
+4. Orders them most-endangered first: fewest shards of their worst part still held
+   (`endangerment`).
+5. For each PG (at most `pgs_max` at once), and each part missing at a local
+   position, or named there by a repair record, and still referenced by the index
+   (`gc.is_referenced`): reads k other shards a window at a time
+   (`DataPath.fetch`), rebuilds the position's shard (`rebuild_blocks`), writes it
+   (`put_shard`: CRC-32C checked block by block, fsynced before the reply), and
+   verifies it by reading it back (every block's stored CRC-32C checked). The bytes
+   rebuilt go through a token bucket (`bytes_per_s`).
+6. After a PG's rebuilds all succeed: its members are remembered as verified, the
+   local bits of its repair records cleared (a record with no bit left is deleted),
+   and a part rebuilt from a record gets the position back in its manifest's
+   durable set.
+7. Removes stale shard files: on a PG directory of a device that is no longer a
+   member of that PG, each file whose shard the current member of its position holds
+   (listed valid) is deleted.
+
+The pass ends with a report (`report`, sent in heartbeats): the map epoch it checked,
+the PGs it could not complete, the bytes still to rebuild and the rate. The meta
+leader judges PG health from the reports (`atoll.meta.health`).
+
+Pure core: `PgListing` (what each position holds, what is missing, how endangered),
+`TokenBucket`, `RateMeter`. Clocks and sleep are injected (shared/STYLE.md §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from typing import Protocol
+
+from atoll.erasure import StripeLayout
+from atoll.gateway.datapath import DataPath, PartTarget, read_windows, rebuild_blocks
+from atoll.gateway.errors import ServiceUnavailable
+from atoll.gateway.gc import References, is_referenced, read_references
+from atoll.kv.errors import KvError
+from atoll.meta.cluster_map import NODE_UP, ClusterMap, in_service
+from atoll.objects.errors import ObjectsError
+from atoll.objects.index import object_key, repair_range
+from atoll.objects.manifest import (
+    Layout,
+    RepairRecord,
+    decode_manifest,
+    decode_repair_record,
+    encode_record,
+)
+from atoll.proto import meta_pb2
+from atoll.rpc import RpcCaller, RpcError, RpcPool
+from atoll.storage import StorageClient
+from atoll.storage.errors import StorageError
+from atoll.storage.layout import ShardId
+from atoll.storage.messages import DeviceInfo, ShardInfo
+
+log = logging.getLogger("atoll.gateway.repair")
+
+PartRef = tuple[str, str, str, int]
+"""An object part a shard file belongs to: bucket, key, version id, part number."""
+
+RECORDS_PER_PASS_MAX = 100_000
+"""Repair records read per pass (a backlog past this is read by later passes)."""
+RECORD_PAGE = 1000
+LIST_PAGE = 1000
+_ERRORS = (StorageError, RpcError, OSError, ServiceUnavailable, KvError, ObjectsError)
+
+
+@dataclasses.dataclass(frozen=True)
+class RepairConfig:
+    bytes_per_s: int = 64 << 20
+    """Rebuilt shard bytes per second on this node; 0 = no limit."""
+    pgs_max: int = 2
+    """PGs rebuilt at once on this node."""
+    interval_s: float = 5.0
+    """Pause between passes (a map change ends it early)."""
+    list_concurrency: int = 8
+    """PGs listed at once."""
+
+    def __post_init__(self) -> None:
+        if self.bytes_per_s < 0 or not 1 <= self.pgs_max <= 64 or not self.interval_s > 0:
+            raise ValueError(f"repair: bad config {self}")
+        if not 1 <= self.list_concurrency <= 64:
+            raise ValueError(f"repair: list_concurrency {self.list_concurrency} not in 1..64")
+
+
+# -- the pure core ------------------------------------------------------------------------
+
+
+def part_of(shard: ShardId) -> PartRef:
+    return (shard.bucket, shard.key, shard.version_id, shard.part_number)
+
+
+@dataclasses.dataclass
+class PgListing:
+    """What each position of one PG holds: `held[i]` maps each part whose shard `i`
+    is on member `i`'s device (header and size valid) to its `ShardInfo`, or is None
+    when that device could not be listed. `unlisted` are the positions that could not
+    be listed although their node is up (a refused epoch, a timeout): what they hold
+    is unknown, so the PG cannot be verified from this listing."""
+
+    pool_id: int
+    pg: int
+    k: int
+    m: int
+    members: tuple[int, ...]
+    held: list[dict[PartRef, ShardInfo] | None]
+    unlisted: frozenset[int] = frozenset()
+
+    @property
+    def complete(self) -> bool:
+        """Every member whose node is up was listed."""
+        return not self.unlisted
+
+    def parts(self) -> dict[PartRef, ShardInfo]:
+        """Every part any position holds, with one of its shards' info."""
+        out: dict[PartRef, ShardInfo] = {}
+        for held in self.held:
+            if held is not None:
+                for part, info in held.items():
+                    out.setdefault(part, info)
+        return out
+
+    def holders(self, part: PartRef) -> list[int]:
+        return [i for i, held in enumerate(self.held) if held is not None and part in held]
+
+    def endangerment(self) -> int:
+        """Shards of the PG's worst-off part still held (k + m when it has no part):
+        the lower, the sooner its repair."""
+        counts = [len(self.holders(part)) for part in self.parts()]
+        return min(counts, default=self.k + self.m)
+
+    def missing(
+        self, positions: Iterable[int], forced: Mapping[PartRef, frozenset[int]]
+    ) -> list[tuple[PartRef, int]]:
+        """(part, position) to rebuild among `positions`: a part some position holds
+        and this one does not, or a part a repair record names at this position
+        (`forced`: what is there may be an older write under the same name)."""
+        parts = self.parts()
+        every = sorted(set(parts) | set(forced))
+        out: list[tuple[PartRef, int]] = []
+        for i in sorted(positions):
+            held = self.held[i] or {}
+            out.extend(
+                (part, i)
+                for part in every
+                if part not in held or i in forced.get(part, frozenset())
+            )
+        return out
+
+
+class TokenBucket:
+    """At most `rate` units per second on average, bursts up to one second's worth;
+    rate 0 is no limit. `delay(now, n)` books `n` units and says how long to wait
+    before using them."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._next = 0.0  # when everything booked is paid for, in the clock's seconds
+
+    def delay(self, now: float, n: int) -> float:
+        if self._rate <= 0:
+            return 0.0
+        self._next = max(self._next, now) + n / self._rate
+        return max(0.0, self._next - now - 1.0)
+
+
+class RateMeter:
+    """Units per second over the last `window_s` seconds."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self._window_s = window_s
+        self._events: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, n: int) -> None:
+        self._events.append((now, n))
+        self._trim(now)
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        return sum(n for _, n in self._events) / self._window_s
+
+    def _trim(self, now: float) -> None:
+        while self._events and self._events[0][0] < now - self._window_s:
+            self._events.popleft()
+
+
+# -- the shell -------------------------------------------------------------------------------
+
+
+class LocalDevices(Protocol):
+    """What the repairer needs of the node's `StorageService` beyond its rpc methods."""
+
+    def device_infos(self) -> list[DeviceInfo]: ...
+
+    async def local_pgs(self, device_id: int) -> list[tuple[int, int]]: ...
+
+
+class IndexStore(Protocol):
+    """What the repairer needs of `KvRpcClient`."""
+
+    async def get(self, key: bytes, serializable: bool = False) -> bytes | None: ...
+
+    async def scan(
+        self, start: bytes, end: bytes = b"", limit: int = 1000, *, reverse: bool = False
+    ) -> tuple[list[tuple[bytes, bytes]], bool]: ...
+
+    async def cas(self, key: bytes, expected: bytes | None, new: bytes | None) -> bool: ...
+
+
+@dataclasses.dataclass
+class PassStats:
+    epoch: int = 0
+    pgs_checked: int = 0
+    shards_rebuilt: int = 0
+    bytes_rebuilt: int = 0
+    failures: int = 0
+    stale_removed: int = 0
+    incomplete: set[tuple[int, int]] = dataclasses.field(default_factory=set)
+
+
+class NodeNotUp(ServiceUnavailable):
+    """The map says the device's node is not up: it is not asked."""
+
+
+_Record = tuple[bytes, bytes, RepairRecord]  # key, value, decoded
+_Plan = tuple[int, int, int, "PgListing", list[int], list[tuple[PartRef, int]]]
+# endangerment, pool id, pg, listing, local positions, (part, position) to rebuild
+
+
+class Repairer:
+    def __init__(
+        self,
+        node_id: int,
+        devices: LocalDevices,
+        local: RpcCaller,
+        pool: RpcPool,
+        kv: IndexStore,
+        cluster_map: Callable[[], ClusterMap],
+        *,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        config: RepairConfig,
+    ) -> None:
+        self.node_id = node_id
+        self._devices = devices
+        self.local = StorageClient(local)
+        self._pool = pool
+        self._kv = kv
+        self._map = cluster_map
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self.config = config
+        self._data = DataPath(pool, cluster_map)
+        self._data.use_local(node_id, local)
+        self._bucket = TokenBucket(config.bytes_per_s)
+        self._meter = RateMeter()
+        self._verified: dict[tuple[int, int], tuple[int, ...]] = {}
+        self.checked_epoch = 0
+        self.incomplete: frozenset[tuple[int, int]] = frozenset()
+        self.bytes_to_repair = 0
+        self.repaired_bytes = 0
+        self.repaired_shards = 0
+        self.stale_removed = 0
+        self.last_pass_ms = 0
+
+    def report(self) -> meta_pb2.RepairReport:
+        return meta_pb2.RepairReport(
+            checked_epoch=self.checked_epoch,
+            incomplete=[meta_pb2.PgRef(pool_id=p, pg=g) for p, g in sorted(self.incomplete)],
+            bytes_to_repair=self.bytes_to_repair,
+            repaired_bytes=self.repaired_bytes,
+            repaired_shards=self.repaired_shards,
+            repair_bytes_per_s=self._meter.rate(self._clock()),
+            stale_removed=self.stale_removed,
+            last_pass_ms=self.last_pass_ms,
+        )
+
+    async def run(self) -> None:
+        """A pass, then a pause of `interval_s` (shorter if the map changes), forever."""
+        while True:
+            started = self._clock()
+            try:
+                stats = await self.pass_once()
+                if stats.shards_rebuilt or stats.failures or stats.stale_removed:
+                    log.info(
+                        "repair: pass at epoch %d: %d PGs checked, %d shards (%d bytes) "
+                        "rebuilt, %d failed, %d stale removed, %d PGs incomplete",
+                        stats.epoch,
+                        stats.pgs_checked,
+                        stats.shards_rebuilt,
+                        stats.bytes_rebuilt,
+                        stats.failures,
+                        stats.stale_removed,
+                        len(stats.incomplete),
+                    )
+            except _ERRORS as err:
+                log.info("repair: pass failed (will retry): %s", err)
+            self.last_pass_ms = int((self._clock() - started) * 1000)
+            epoch = self._map().epoch
+            waited = 0.0
+            while waited < self.config.interval_s and self._map().epoch == epoch:
+                await self._sleep(0.2)
+                waited += 0.2
+
+    # -- one pass -------------------------------------------------------------------------
+
+    def local_devices(self, m: ClusterMap) -> set[int]:
+        """This node's devices that hold shards now: served, not failed, in service."""
+        usable = {d.device_id for d in self._devices.device_infos() if not d.failed}
+        return {d.id for d in m.devices_of(self.node_id) if d.id in usable and in_service(m, d)}
+
+    async def pass_once(self) -> PassStats:
+        m = self._map()
+        stats = PassStats(epoch=m.epoch)
+        node = m.nodes.get(self.node_id)
+        if node is None or node.state != NODE_UP:
+            return stats
+        local = self.local_devices(m)
+        records = await self._records(m)
+        work: list[tuple[int, int, tuple[int, ...], list[int]]] = []
+        for pool_id, table in sorted(m.pg_tables.items()):
+            for pg, members in enumerate(table.members):
+                positions = [i for i, d in enumerate(members) if d in local]
+                if not positions:
+                    continue
+                named = any(
+                    i in r.missed for _, _, r in records.get((pool_id, pg), ()) for i in positions
+                )
+                if named or self._verified.get((pool_id, pg)) != members:
+                    work.append((pool_id, pg, members, positions))
+        semaphore = asyncio.Semaphore(self.config.list_concurrency)
+
+        async def listed(item: tuple[int, int, tuple[int, ...], list[int]]) -> PgListing:
+            async with semaphore:
+                return await self.list_pg(m, item[0], item[1], item[2])
+
+        listings = await asyncio.gather(*(listed(item) for item in work))
+        plans: list[_Plan] = []
+        backlog = 0
+        for (pool_id, pg, _, positions), listing in zip(work, listings, strict=True):
+            forced = _forced(records.get((pool_id, pg), ()), positions)
+            missing = listing.missing(positions, forced)
+            parts = listing.parts()
+            backlog += sum(parts[p].shard_bytes for p, _ in missing if p in parts)
+            plans.append((listing.endangerment(), pool_id, pg, listing, positions, missing))
+        plans.sort(key=lambda plan: plan[:3])
+        self.bytes_to_repair = backlog
+        stats.pgs_checked = len(plans)
+        incomplete: set[tuple[int, int]] = set()
+        pg_semaphore = asyncio.Semaphore(self.config.pgs_max)
+
+        async def repair(plan: _Plan) -> None:
+            _, pool_id, pg, listing, positions, missing = plan
+            async with pg_semaphore:
+                ok = await self._repair_pg(
+                    m, listing, missing, records.get((pool_id, pg), ()), positions, stats
+                )
+            if ok and listing.complete:
+                self._verified[(pool_id, pg)] = listing.members
+            else:
+                incomplete.add((pool_id, pg))
+
+        await asyncio.gather(*(repair(plan) for plan in plans))
+        stats.incomplete = incomplete
+        self.incomplete = frozenset(incomplete)
+        self.bytes_to_repair = 0 if not incomplete else self.bytes_to_repair
+        if not incomplete:
+            await self._remove_stale(m, local, stats)
+        self.checked_epoch = m.epoch
+        return stats
+
+    async def _records(self, m: ClusterMap) -> dict[tuple[int, int], list[_Record]]:
+        out: dict[tuple[int, int], list[_Record]] = {}
+        count = 0
+        for pool_id in sorted(m.pools):
+            start, end = repair_range(pool_id)
+            while count < RECORDS_PER_PASS_MAX:
+                entries, more = await self._kv.scan(start, end, RECORD_PAGE)
+                for key, value in entries:
+                    try:
+                        record = decode_repair_record(value)
+                    except ObjectsError as err:
+                        log.warning("repair: undecodable repair record %r: %s", key, err)
+                        continue
+                    out.setdefault((record.pool_id, record.pg), []).append((key, value, record))
+                count += len(entries)
+                if not more or not entries:
+                    break
+                start = entries[-1][0] + b"\x00"
+        return out
+
+    async def list_pg(
+        self, m: ClusterMap, pool_id: int, pg: int, members: tuple[int, ...]
+    ) -> PgListing:
+        pool = m.pools[pool_id]
+
+        unlisted: set[int] = set()
+
+        async def one(position: int, device_id: int) -> dict[PartRef, ShardInfo] | None:
+            try:
+                return await self._list_device(m, device_id, pool_id, pg)
+            except NodeNotUp:
+                return None  # a member known to be down: its shards are counted out
+            except _ERRORS as err:
+                log.info(
+                    "repair: cannot list pg %d.%d on device %d: %s", pool_id, pg, device_id, err
+                )
+                unlisted.add(position)
+                return None
+
+        held = await asyncio.gather(*(one(i, d) for i, d in enumerate(members)))
+        out = PgListing(pool_id, pg, pool.k, pool.m, members, list(held), frozenset(unlisted))
+        # A file under position i's device holding another shard index (a PG whose
+        # positions moved) is not that position's shard.
+        for i, h in enumerate(out.held):
+            if h is not None:
+                out.held[i] = {p: info for p, info in h.items() if info.shard.shard_index == i}
+        return out
+
+    async def _list_device(
+        self, m: ClusterMap, device_id: int, pool_id: int, pg: int
+    ) -> dict[PartRef, ShardInfo]:
+        client, epoch = await self._client(m, device_id)
+        out: dict[PartRef, ShardInfo] = {}
+        start_after = ""
+        while True:
+            page = await client.list_pg(
+                device_id, pool_id, pg, epoch=epoch, start_after=start_after, limit=LIST_PAGE
+            )
+            for entry in page.shards:
+                if entry.info is not None:
+                    out[part_of(entry.info.shard)] = entry.info
+            if not page.next_start_after:
+                return out
+            start_after = page.next_start_after
+
+    async def _client(self, m: ClusterMap, device_id: int) -> tuple[StorageClient, int]:
+        device = m.devices.get(device_id)
+        node = m.nodes.get(device.node_id) if device is not None else None
+        if device is None or node is None or node.state != NODE_UP:
+            raise NodeNotUp(f"device {device_id} is not on a node that is up")
+        if node.id == self.node_id:
+            return self.local, m.epoch
+        return StorageClient(await self._pool.get(node.rpc)), m.epoch
+
+    async def _repair_pg(
+        self,
+        m: ClusterMap,
+        listing: PgListing,
+        missing: list[tuple[PartRef, int]],
+        records: Iterable[_Record],
+        positions: list[int],
+        stats: PassStats,
+    ) -> bool:
+        """Rebuild what the PG lacks at this node's positions; then clear its repair
+        records' local bits. True if everything it should hold is there."""
+        parts = listing.parts()
+        references: dict[tuple[str, str], References] = {}
+        dead: set[PartRef] = set()
+        rebuilt: set[tuple[PartRef, int]] = set()
+        ok = True
+        for part, position in missing:
+            try:
+                if not await self.referenced(part, references):
+                    dead.add(part)
+                    continue
+                info = parts.get(part)
+                if info is None:
+                    raise ServiceUnavailable("no member lists it")
+                await self.rebuild(m, listing, part, position, info, stats)
+                rebuilt.add((part, position))
+            except _ERRORS as err:
+                ok = False
+                stats.failures += 1
+                log.warning(
+                    "repair: %s/%s part %d shard %d of pg %d.%d not rebuilt: %s",
+                    part[0],
+                    part[1],
+                    part[3],
+                    position,
+                    listing.pool_id,
+                    listing.pg,
+                    err,
+                )
+        for key, value, record in records:
+            part = (record.bucket, record.key, record.version_id, record.part_number)
+            try:
+                await self._settle_record(key, value, record, part, positions, dead, rebuilt)
+            except _ERRORS as err:
+                ok = False
+                log.info("repair: record of %s not settled: %s", part, err)
+        return ok
+
+    async def referenced(self, part: PartRef, cache: dict[tuple[str, str], References]) -> bool:
+        """Whether the index references the part (its key's references read once
+        per PG repair)."""
+        refs = cache.get(part[:2])
+        if refs is None:
+            refs = cache[part[:2]] = await read_references(
+                self._kv, part[0], part[1], self._wall_clock()
+            )
+        return is_referenced(part, refs.manifest, refs.uploads)
+
+    async def rebuild(
+        self,
+        m: ClusterMap,
+        listing: PgListing,
+        part: PartRef,
+        position: int,
+        info: ShardInfo,
+        stats: PassStats,
+    ) -> None:
+        """Rebuild shard `position` of `part` from k other positions' shards, write it
+        to the position's (local) device, read it back verified."""
+        sources = [i for i in listing.holders(part) if i != position]
+        if len(sources) < listing.k:
+            raise ServiceUnavailable(
+                f"{part}: {len(sources)} shards held, {listing.k} needed to rebuild"
+            )
+        bucket, key, version_id, part_number = part
+        target = PartTarget(
+            pool_id=listing.pool_id,
+            k=listing.k,
+            m=listing.m,
+            pg=listing.pg,
+            members=listing.members,
+            epoch=m.epoch,
+            bucket=bucket,
+            key=key,
+            version_id=version_id,
+            part_number=part_number,
+            block_size=info.block_size,
+        )
+        layout = StripeLayout(listing.k, listing.m, info.block_size)
+        size = info.data_length
+        device_id = listing.members[position]
+        loop = asyncio.get_running_loop()
+
+        async def blocks() -> AsyncGenerator[tuple[bytes | memoryview, int], None]:
+            for window in read_windows(target, range(layout.stripe_count(size))):
+                shards = await self._data.fetch(target, size, window, sources)
+                built = await loop.run_in_executor(
+                    None, rebuild_blocks, layout, size, window, shards, position
+                )
+                wait = self._bucket.delay(self._clock(), sum(len(b) for b, _ in built))
+                if wait > 0:
+                    await self._sleep(wait)
+                for block in built:
+                    yield block
+
+        shard = target.shard(position)
+        stream = blocks()
+        try:
+            result = await self.local.put_shard(
+                device_id, shard, layout, stream, epoch=m.epoch, data_length=size
+            )
+        finally:
+            await stream.aclose()
+        read = 0
+        reading = self.local.get_shard(device_id, shard, epoch=m.epoch)
+        async with contextlib.aclosing(reading):
+            async for piece in reading:
+                read += len(piece)
+        if read != result.info.shard_bytes:
+            raise StorageError(f"{shard}: read back {read} of {result.info.shard_bytes} bytes")
+        stats.shards_rebuilt += 1
+        stats.bytes_rebuilt += read
+        self.repaired_shards += 1
+        self.repaired_bytes += read
+        self._meter.add(self._clock(), read)
+        self.bytes_to_repair = max(0, self.bytes_to_repair - read)
+
+    async def _settle_record(
+        self,
+        key: bytes,
+        value: bytes,
+        record: RepairRecord,
+        part: PartRef,
+        positions: list[int],
+        dead: set[PartRef],
+        rebuilt: set[tuple[PartRef, int]],
+    ) -> None:
+        """Clear the record's bits this pass took care of: all of them if the part is
+        no longer referenced, else the local positions rebuilt (each then added back
+        to the manifest's durable set)."""
+        if part in dead:
+            await self._kv.cas(key, value, None)
+            return
+        done = [i for i in record.missed if i in positions and (part, i) in rebuilt]
+        if not done:
+            return
+        await self._mark_durable(record, done)
+        left = tuple(i for i in record.missed if i not in done)
+        new = encode_record(dataclasses.replace(record, missed=left)) if left else None
+        await self._kv.cas(key, value, new)
+
+    async def _mark_durable(self, record: RepairRecord, positions: list[int]) -> None:
+        """Add rebuilt positions to the durable set of the manifest's part, if the
+        manifest is still of the record's version (reads use only durable shards)."""
+        mkey = object_key(record.bucket, record.key)
+        for _ in range(3):
+            value = await self._kv.get(mkey)
+            if value is None:
+                return
+            manifest = decode_manifest(value)
+            layout = manifest.layout
+            if manifest.version_id != record.version_id or layout is None:
+                return
+            parts = [
+                dataclasses.replace(p, durable=tuple(sorted({*p.durable, *positions})))
+                if p.number == record.part_number
+                else p
+                for p in layout.parts
+            ]
+            new = dataclasses.replace(
+                manifest, layout=Layout(layout.pool_id, layout.k, layout.m, parts)
+            )
+            if await self._kv.cas(mkey, value, encode_record(new)):
+                return
+
+    async def _remove_stale(self, m: ClusterMap, local: set[int], stats: PassStats) -> None:
+        """Shard files of PGs that moved off a local device, once the current member
+        of each file's position holds that shard."""
+        for device_id in sorted(local):
+            try:
+                pgs = await self._devices.local_pgs(device_id)
+            except _ERRORS as err:
+                log.info("repair: cannot list PGs of device %d: %s", device_id, err)
+                continue
+            for pool_id, pg in pgs:
+                table = m.pg_tables.get(pool_id)
+                if table is None or pg >= len(table.members) or device_id in table.members[pg]:
+                    continue
+                try:
+                    await self._remove_stale_pg(m, device_id, pool_id, pg, table.members[pg], stats)
+                except _ERRORS as err:
+                    log.info(
+                        "repair: stale pg %d.%d on device %d kept: %s", pool_id, pg, device_id, err
+                    )
+
+    async def _remove_stale_pg(
+        self,
+        m: ClusterMap,
+        device_id: int,
+        pool_id: int,
+        pg: int,
+        members: tuple[int, ...],
+        stats: PassStats,
+    ) -> None:
+        mine = await self._list_device(m, device_id, pool_id, pg)
+        if not mine:
+            return
+        theirs: dict[int, dict[PartRef, ShardInfo]] = {}
+        for part, info in mine.items():
+            index = info.shard.shard_index
+            if index >= len(members):
+                continue
+            if index not in theirs:
+                held = await self._list_device(m, members[index], pool_id, pg)
+                theirs[index] = {p: i for p, i in held.items() if i.shard.shard_index == index}
+            if part in theirs[index]:
+                await self.local.delete(device_id, info.shard, epoch=m.epoch)
+                stats.stale_removed += 1
+                self.stale_removed += 1
+
+
+def _forced(records: Iterable[_Record], positions: list[int]) -> dict[PartRef, frozenset[int]]:
+    out: dict[PartRef, frozenset[int]] = {}
+    for _, _, r in records:
+        bits = frozenset(i for i in r.missed if i in positions)
+        if bits:
+            part = (r.bucket, r.key, r.version_id, r.part_number)
+            out[part] = out.get(part, frozenset()) | bits
+    return out
+
+
+__all__ = [
+    "PgListing",
+    "RateMeter",
+    "RepairConfig",
+    "Repairer",
+    "TokenBucket",
+    "part_of",
+]

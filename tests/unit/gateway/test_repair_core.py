@@ -1,0 +1,103 @@
+"""The repairer's pure core (`atoll.gateway.repair`): what a PG lacks at a position,
+how endangered it is, and the rate limiter and meter."""
+
+from __future__ import annotations
+
+from atoll.gateway.repair import PartRef, PgListing, RateMeter, TokenBucket
+from atoll.storage.layout import ShardId
+from atoll.storage.messages import ShardInfo
+
+A: PartRef = ("b", "a", "v1", 0)
+B: PartRef = ("b", "b", "v2", 0)
+C: PartRef = ("b", "c", "v3", 1)
+
+
+def info(part: PartRef, index: int, shard_bytes: int = 100) -> ShardInfo:
+    shard = ShardId(1, 7, part[0], part[1], part[2], part[3], index)
+    return ShardInfo(shard, 2, 1, 1024, 200, shard_bytes, shard_bytes + 64, f"f{index}")
+
+
+def listing(*held: set[PartRef] | None) -> PgListing:
+    return PgListing(
+        1,
+        7,
+        2,
+        1,
+        tuple(range(10, 10 + len(held))),
+        [None if h is None else {p: info(p, i) for p in h} for i, h in enumerate(held)],
+    )
+
+
+def test_a_new_member_lacks_every_part_the_others_hold() -> None:
+    pg = listing({A, B}, {A, B}, set())
+    assert pg.missing([2], {}) == [(A, 2), (B, 2)]
+    assert pg.missing([0, 1], {}) == []
+
+
+def test_a_part_only_some_positions_hold_is_missing_at_the_others() -> None:
+    pg = listing({A, B}, {A}, {A, B})
+    assert pg.missing([1], {}) == [(B, 1)]
+    assert pg.holders(B) == [0, 2]
+
+
+def test_a_repair_record_forces_a_rebuild_even_of_a_file_that_is_there() -> None:
+    # The file at position 1 may be an older write under the same name.
+    pg = listing({A, B}, {A, B}, {A, B})
+    assert pg.missing([1], {A: frozenset({1})}) == [(A, 1)]
+    assert pg.missing([0], {A: frozenset({1})}) == []
+
+
+def test_a_position_that_cannot_be_listed_holds_nothing_and_misses_everything() -> None:
+    pg = listing({A}, None, {A})
+    assert pg.holders(A) == [0, 2]
+    assert pg.missing([1], {}) == [(A, 1)]
+
+
+def test_endangerment_is_the_worst_part_s_shard_count() -> None:
+    assert listing({A, B}, {A, B}, {A, B}).endangerment() == 3
+    assert listing({A, B}, {A}, {A}).endangerment() == 1
+    assert listing(set(), set(), set()).endangerment() == 3  # nothing stored: nothing at risk
+    worst_first = sorted(
+        [listing({A}, {A}, {A}), listing({C}, set(), set()), listing({B}, {B}, set())],
+        key=PgListing.endangerment,
+    )
+    assert [p.endangerment() for p in worst_first] == [1, 2, 3]
+
+
+def test_parts_come_from_any_position_that_holds_them() -> None:
+    pg = listing({A}, {B}, {C})
+    assert set(pg.parts()) == {A, B, C}
+    assert pg.parts()[B].shard.shard_index == 1
+
+
+def test_token_bucket_allows_one_second_of_burst_then_paces() -> None:
+    bucket = TokenBucket(100.0)
+    assert bucket.delay(0.0, 100) == 0.0  # the burst
+    assert bucket.delay(0.0, 50) == 0.5
+    assert bucket.delay(0.0, 50) == 1.0
+    # Idle time refills at most one second's worth.
+    assert bucket.delay(100.0, 100) == 0.0
+    assert bucket.delay(100.0, 100) == 1.0
+
+
+def test_token_bucket_with_rate_zero_never_waits() -> None:
+    bucket = TokenBucket(0)
+    assert all(bucket.delay(0.0, 1 << 30) == 0.0 for _ in range(10))
+
+
+def test_rate_meter_counts_the_last_window_only() -> None:
+    meter = RateMeter(window_s=10.0)
+    meter.add(0.0, 1000)
+    meter.add(5.0, 1000)
+    assert meter.rate(5.0) == 200.0
+    assert meter.rate(12.0) == 100.0  # the first has left the window
+    assert meter.rate(30.0) == 0.0
+
+
+def test_a_listing_missing_a_live_member_cannot_verify_the_pg() -> None:
+    # Position 1's node is up but refused the listing (a newer map epoch there): what
+    # it holds is unknown, so nothing may be concluded about the PG.
+    pg = listing({A}, None, {A})
+    assert pg.complete
+    unknown = PgListing(pg.pool_id, pg.pg, pg.k, pg.m, pg.members, pg.held, frozenset({1}))
+    assert not unknown.complete

@@ -63,17 +63,13 @@ class Cluster(DevRun):
     def signal(self, node_id: int, signum: signal.Signals) -> None:
         os.kill(int(self.node(node_id)["pid"]), signum)
 
-    def cli(self, *args: str, timeout_s: float = 600.0) -> subprocess.CompletedProcess[str]:
-        """`atoll ARGS... --cluster <its cluster.json>` (the real command)."""
+    def cli(
+        self, *args: str, timeout_s: float = 600.0, with_cluster: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`atoll ARGS... [--cluster <its cluster.json>]` (the real command)."""
+        where = ["--cluster", str(self.root / "cluster.json")] if with_cluster else []
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "atoll.cli",
-                *args,
-                "--cluster",
-                str(self.root / "cluster.json"),
-            ],
+            [sys.executable, "-m", "atoll.cli", *args, *where],
             env=dict(os.environ, PYTHONPATH=SRC),
             capture_output=True,
             text=True,

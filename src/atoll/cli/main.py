@@ -160,7 +160,8 @@ def server(config_path: Path, join: str) -> None:
         raise click.ClickException(str(err)) from err
 
 
-@main.command("dev")
+@main.group("dev", invoke_without_command=True)
+@click.pass_context
 @click.option(
     "--dir",
     "root",
@@ -193,14 +194,19 @@ def server(config_path: Path, join: str) -> None:
     help="A node config key for every node of a new cluster (e.g. down_after_s=5); repeatable.",
 )
 def dev(
+    ctx: click.Context,
     root: Path,
     nodes: int | None,
     devices: int | None,
     s3_port: int | None,
     settings: tuple[str, ...],
 ) -> None:
-    """Run a local cluster of node processes on 127.0.0.1 until Ctrl-C."""
+    """Run a local cluster of node processes on 127.0.0.1 until Ctrl-C; or, with a
+    subcommand, act on the one running in --dir."""
     from atoll.base.errors import AtollError
+
+    if ctx.invoked_subcommand is not None:
+        return
     from atoll.server import dev as dev_cluster
     from atoll.server.dev_plan import parse_setting
 
@@ -217,6 +223,49 @@ def dev(
         raise click.ClickException(str(error)) from error
     if status:
         raise SystemExit(status)
+
+
+_dev_dir = click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".atoll"),
+    show_default=True,
+    help="The directory of the running `atoll dev`.",
+)
+
+
+def _dev_control(root: Path, op: str, node_id: int | None = None) -> None:
+    from atoll.server import dev as dev_cluster
+
+    try:
+        click.echo(dev_cluster.control(root, op, node_id))
+    except dev_cluster.DevError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@dev.command("add-node")
+@_dev_dir
+def dev_add_node(root: Path) -> None:
+    """Start one more node (same devices as the others); it joins the running cluster
+    and stores data; cluster.json lists it."""
+    _dev_control(root, "add-node")
+
+
+@dev.command("stop-node")
+@click.argument("node_id", metavar="NODE", type=click.IntRange(min=1))
+@_dev_dir
+def dev_stop_node(node_id: int, root: Path) -> None:
+    """Stop node NODE (SIGTERM) of the running `atoll dev`; its data stays."""
+    _dev_control(root, "stop-node", node_id)
+
+
+@dev.command("start-node")
+@click.argument("node_id", metavar="NODE", type=click.IntRange(min=1))
+@_dev_dir
+def dev_start_node(node_id: int, root: Path) -> None:
+    """Start node NODE of the running `atoll dev` again, with its data."""
+    _dev_control(root, "start-node", node_id)
 
 
 SCAN_LIMIT_DEFAULT = 1000  # keys per `atoll kv scan`, unless --limit

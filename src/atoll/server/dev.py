@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -37,10 +38,12 @@ from atoll.server.dev_plan import (
     ACCESS_KEY_ENV,
     CLUSTER_FILE,
     CONFIG_FILE,
+    CONTROL_SOCKET,
     HOST,
     NODE_DIR_PREFIX,
     S3_REGION,
     SECRET_KEY_ENV,
+    SETTINGS_FILE,
     DevError,
     DevNode,
     aws_cli_example,
@@ -54,11 +57,14 @@ from atoll.server.dev_plan import (
     kv_endpoints,
     log_path,
     node_dir,
+    parse_settings,
+    plan_added_node,
     plan_nodes,
     plan_ports,
     port_conflicts,
     render_cluster_json,
     render_config,
+    render_settings,
     s3_endpoint,
     split_address,
 )
@@ -82,6 +88,8 @@ PROBE_ATTEMPT_TIMEOUT_S = 5.0  # one probe: connect, put, get
 PROBE_RETRY_INTERVAL_S = 0.25  # between failed probes (an election may be running)
 S3_PROBE_TIMEOUT_S = 5.0  # one signed ListBuckets to one gateway
 STOP_TIMEOUT_S = 10.0  # from SIGTERM to exit, before SIGKILL
+CONTROL_READ_TIMEOUT_S = 10.0  # a control request's line
+CONTROL_REPLY_TIMEOUT_S = SERVE_TIMEOUT_S + 30.0  # what `atoll dev stop-node` & co wait
 KILL_TIMEOUT_S = 5.0  # from SIGKILL to the exit being reaped
 LOG_TAIL_LINES = 5  # of a node that failed at start, shown in the error
 LOG_TAIL_BYTES_MAX = 8192
@@ -189,6 +197,7 @@ def prepare(
             f" S3 server?); choose another with --s3-port PORT, or --s3-port 0 for any free one"
         )
     nodes = plan_nodes(count, plan_ports(count, s3_port, pick_free_ports(3 * count + 1)), devices)
+    write_atomically(root / SETTINGS_FILE, render_settings(settings))
     for node in nodes:
         node_dir(root, node.node_id).mkdir(exist_ok=True)
         write_atomically(
@@ -291,7 +300,7 @@ class Supervisor:
         s3_probe: S3Probe = s3_list_buckets_status,
     ) -> None:
         self.root = root
-        self.nodes = tuple(nodes)
+        self.nodes = list(nodes)
         self.out = out
         self.err = err
         self.command = command
@@ -303,6 +312,9 @@ class Supervisor:
         self.faults = 0
         self.last_probe_error: Exception | None = None
         self._wrote_cluster_file = False
+        self._stop_requested: set[int] = set()  # nodes `stop-node` is stopping
+        self._children_changed = asyncio.Event()
+        self._control_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> int:
         """0 if the cluster ran and every node stopped cleanly when asked; 1 after any
@@ -322,20 +334,41 @@ class Supervisor:
         return 0 if self.faults == 0 else 1
 
     async def _start_all(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for node in self.nodes:
-            log = log_path(self.root, node.node_id)
-            with _open_log(log, node.node_id) as file:
-                process = await asyncio.create_subprocess_exec(
-                    *self.command(config_path(self.root, node.node_id)),
-                    stdin=subprocess.DEVNULL,
-                    stdout=file,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    # Ctrl-C reaches only the supervisor, which stops the nodes itself.
-                    start_new_session=True,
-                )
-            self.children.append(_Child(node, process, asyncio.create_task(process.wait()), log))
+            await self._spawn(node)
+
+    async def _spawn(self, node: DevNode) -> _Child:
+        log = log_path(self.root, node.node_id)
+        with _open_log(log, node.node_id) as file:
+            process = await asyncio.create_subprocess_exec(
+                *self.command(config_path(self.root, node.node_id)),
+                stdin=subprocess.DEVNULL,
+                stdout=file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # Ctrl-C reaches only the supervisor, which stops the nodes itself.
+                start_new_session=True,
+            )
+        child = _Child(node, process, asyncio.create_task(process.wait()), log)
+        self.children.append(child)
+        self._children_changed.set()
+        return child
+
+    def _running(self, node_id: int) -> _Child | None:
+        for child in self.children:
+            if child.node.node_id == node_id and not child.exited.done():
+                return child
+        return None
+
+    def _write_cluster_file(self) -> None:
+        pids: dict[int, int | None] = {}
+        for node in self.nodes:
+            child = self._running(node.node_id)
+            pids[node.node_id] = None if child is None else child.process.pid
+        write_atomically(
+            self.root / CLUSTER_FILE, render_cluster_json(self.nodes, pids, self.credentials)
+        )
+        self._wrote_cluster_file = True
 
     async def _wait_until_serving(self, stop: asyncio.Event) -> bool:
         """True once a probe succeeds; False if `stop` is set first. DevError if a
@@ -377,7 +410,7 @@ class Supervisor:
 
     async def _probe_until_serving(self) -> None:
         """Probe until one succeeds; bounded by the caller's `SERVE_TIMEOUT_S`."""
-        endpoints = [node.kv_address for node in self.nodes]
+        endpoints = [node.kv_address for node in self.nodes if node.member]
         value = os.urandom(8).hex().encode()
         while True:
             try:
@@ -386,7 +419,7 @@ class Supervisor:
                     # Serving means the cluster map is bootstrapped too: its root
                     # credentials are printed and written into cluster.json.
                     self.credentials = await self.credentials_probe(
-                        [node.rpc_address for node in self.nodes]
+                        [node.rpc_address for node in self.nodes if node.member]
                     )
                 if self.credentials is None:
                     self.last_probe_error = DevError("the cluster map is not bootstrapped yet")
@@ -413,10 +446,8 @@ class Supervisor:
         return True
 
     def _announce(self) -> None:
-        pids = {child.node.node_id: child.process.pid for child in self.children}
         cluster_file = self.root / CLUSTER_FILE
-        write_atomically(cluster_file, render_cluster_json(self.nodes, pids, self.credentials))
-        self._wrote_cluster_file = True
+        self._write_cluster_file()
         self.out(f"atoll dev: {_count(self.nodes)} serving")
         for child in self.children:
             node = child.node
@@ -425,7 +456,8 @@ class Supervisor:
                 f"  node {node.node_id}: kv {node.kv_address}  rpc {node.rpc_address}{s3}"
                 f"  pid {child.process.pid}  log {child.log}"
             )
-        self.out(f"endpoints: {','.join(node.kv_address for node in self.nodes)}")
+        members = [node for node in self.nodes if node.member]
+        self.out(f"endpoints: {','.join(node.kv_address for node in members)}")
         gateways = [node for node in self.nodes if node.s3_address]
         if gateways:
             self.out(f"S3 endpoint: {s3_endpoint(gateways[0].s3_address)}")
@@ -446,16 +478,33 @@ class Supervisor:
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         """Report every node that exits (not restarting it) until `stop` is set or no
-        node is left."""
+        node is left; meanwhile serve the control socket (`stop-node`, `start-node`,
+        `add-node`). A node stopped through it is not a fault."""
         stopper = asyncio.create_task(stop.wait())
-        running = {child.exited: child for child in self.children}
+        control = await self._serve_control()
+        watched: dict[asyncio.Task[int], _Child] = {}
+        seen: set[int] = set()
         try:
-            while running:
-                done, _ = await asyncio.wait(
-                    {stopper, *running}, return_when=asyncio.FIRST_COMPLETED
-                )
-                for exited in [task for task in running if task in done]:
-                    child = running.pop(exited)
+            while True:
+                for child in self.children:
+                    if id(child) not in seen:
+                        seen.add(id(child))
+                        watched[child.exited] = child
+                if not watched:
+                    self.err("atoll dev: every node has exited")
+                    return
+                self._children_changed.clear()
+                changed = asyncio.create_task(self._children_changed.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        {stopper, changed, *watched}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    changed.cancel()
+                for exited in [task for task in watched if task in done]:
+                    child = watched.pop(exited)
+                    if child.node.node_id in self._stop_requested:
+                        continue
                     self.faults += 1
                     self.err(
                         f"atoll dev: node {child.node.node_id} exited"
@@ -464,10 +513,123 @@ class Supervisor:
                     )
                 if stopper in done:
                     return
-            self.err("atoll dev: every node has exited")
         finally:
             stopper.cancel()
             await asyncio.wait({stopper})
+            control.close()
+            await control.wait_closed()
+            (self.root / CONTROL_SOCKET).unlink(missing_ok=True)
+
+    # -- the control socket ----------------------------------------------------------------
+
+    async def _serve_control(self) -> asyncio.Server:
+        path = self.root / CONTROL_SOCKET
+        path.unlink(missing_ok=True)
+        return await asyncio.start_unix_server(self._control, path=str(path))
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request (a JSON line `{"op": ..., "node": N}`), one reply (a JSON line
+        `{"ok": bool, "message": str}`); requests run one at a time."""
+        try:
+            line = await asyncio.wait_for(reader.readline(), CONTROL_READ_TIMEOUT_S)
+            async with self._control_lock:
+                message = await self._control_op(json.loads(line))
+            reply = {"ok": True, "message": message}
+        except (DevError, ValueError, KeyError, TypeError, TimeoutError) as err:
+            reply = {"ok": False, "message": str(err) or type(err).__name__}
+        try:
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except OSError:
+            pass  # the asker left
+        finally:
+            writer.close()
+
+    async def _control_op(self, request: dict[str, object]) -> str:
+        op = request["op"]
+        if op == "add-node":
+            return await self._add_node()
+        node_id = int(str(request["node"]))
+        if op == "stop-node":
+            return await self._stop_node(node_id)
+        if op == "start-node":
+            return await self._start_node(node_id)
+        raise DevError(f"unknown control request {op!r}")
+
+    def _node(self, node_id: int) -> DevNode:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise DevError(f"no node {node_id} in this cluster")
+
+    async def _stop_node(self, node_id: int) -> str:
+        self._node(node_id)
+        child = self._running(node_id)
+        if child is None:
+            raise DevError(f"node {node_id} is not running")
+        self._stop_requested.add(node_id)
+        _signal(child.process, signal.SIGTERM)
+        done, _ = await asyncio.wait({child.exited}, timeout=STOP_TIMEOUT_S)
+        if not done:
+            _signal(child.process, signal.SIGKILL)
+            await asyncio.wait({child.exited}, timeout=KILL_TIMEOUT_S)
+        self._write_cluster_file()
+        how = describe_exit(child.exited.result()) if child.exited.done() else "not reaped"
+        return f"node {node_id} stopped ({how})"
+
+    async def _start_node(self, node_id: int) -> str:
+        node = self._node(node_id)
+        if self._running(node_id) is not None:
+            raise DevError(f"node {node_id} is running already")
+        self._stop_requested.discard(node_id)
+        child = await self._spawn(node)
+        await self._until_node_serves(child)
+        self._write_cluster_file()
+        return f"node {node_id} started (pid {child.process.pid})"
+
+    async def _add_node(self) -> str:
+        members = [node for node in self.nodes if node.member]
+        node = plan_added_node(self.nodes, pick_free_ports(3))
+        node_dir(self.root, node.node_id).mkdir(exist_ok=True)
+        settings_file = self.root / SETTINGS_FILE
+        settings = parse_settings(settings_file.read_text()) if settings_file.exists() else []
+        write_atomically(
+            config_path(self.root, node.node_id),
+            render_config(self.root, node, members, None, settings),
+        )
+        self.nodes.append(node)
+        child = await self._spawn(node)
+        await self._until_node_serves(child)
+        self._write_cluster_file()
+        return (
+            f"node {node.node_id} added (pid {child.process.pid}): rpc {node.rpc_address}"
+            f"  s3 {s3_endpoint(node.s3_address)}  log {child.log}"
+        )
+
+    async def _until_node_serves(self, child: _Child) -> None:
+        """Until the node's S3 gateway answers a signed ListBuckets (it has joined the
+        cluster); DevError if it exits first or `SERVE_TIMEOUT_S` passes."""
+        node = child.node
+        deadline = time.monotonic() + SERVE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if child.exited.done():
+                raise DevError(
+                    f"node {node.node_id} exited ({describe_exit(child.exited.result())});"
+                    f" see {child.log}, which ends:\n" + _log_tail(child.log)
+                )
+            try:
+                if node.s3_address and self.credentials is not None:
+                    async with asyncio.timeout(S3_PROBE_TIMEOUT_S):
+                        status = await self.s3_probe(node.s3_address, self.credentials)
+                    if status == 200:
+                        return
+            except Exception as error:  # any failure means "not yet"; reported on timeout
+                self.last_probe_error = error
+            await asyncio.sleep(PROBE_RETRY_INTERVAL_S)
+        raise DevError(
+            f"node {node.node_id} did not serve within {SERVE_TIMEOUT_S:g} s"
+            f" (last probe error: {self.last_probe_error!r}); see {child.log}"
+        )
 
     async def _stop_all(self) -> None:
         """SIGTERM every running node, wait `STOP_TIMEOUT_S`, SIGKILL the rest."""
@@ -543,6 +705,36 @@ async def _run(supervisor: Supervisor) -> int:
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+def control(root: Path, op: str, node_id: int | None = None) -> str:
+    """Send one request (`stop-node`, `start-node`, `add-node`) to the `atoll dev`
+    running in `root` through its control socket and wait for the outcome: its
+    message, or DevError with the reason it refused (or that none runs there)."""
+    path = root.resolve() / CONTROL_SOCKET
+    if not path.exists():
+        raise DevError(f"no `atoll dev` runs in {root} (no {path})")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(CONTROL_REPLY_TIMEOUT_S)
+        try:
+            sock.connect(str(path))
+            sock.sendall(json.dumps({"op": op, "node": node_id}).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as err:
+            raise DevError(f"cannot reach the `atoll dev` of {root} at {path}: {err}") from err
+    try:
+        reply = json.loads(data)
+        ok, message = bool(reply["ok"]), str(reply["message"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise DevError(f"`atoll dev` in {root} answered {data[:200]!r}") from err
+    if not ok:
+        raise DevError(message)
+    return message
 
 
 def main(

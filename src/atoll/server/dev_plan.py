@@ -46,6 +46,8 @@ CONFIG_FILE = "config.toml"
 DATA_DIR = "data"
 LOG_FILE = "node.log"
 CLUSTER_FILE = "cluster.json"
+SETTINGS_FILE = "settings.toml"
+CONTROL_SOCKET = "control.sock"
 NODE_DIR_PREFIX = "node-"
 DEVICE_DIR_PREFIX = "dev-"
 DEVICES_PER_NODE = 2  # the default of --devices-per-node
@@ -65,15 +67,19 @@ class DevError(AtollError):
 
 @dataclass(frozen=True)
 class DevNode:
-    """One member of a dev cluster: its id, its advertised addresses (`s3_address`
-    "" for a node without a gateway, as in a cluster made before gateways existed)
-    and how many devices it has."""
+    """One node of a dev cluster: its id, its advertised addresses (`s3_address`
+    "" for a node without a gateway, as in a cluster made before gateways existed),
+    how many devices it has, and whether it is one of the initial members (meta and
+    KV replicas) or a node added later (`atoll dev add-node`), which joins through
+    the first member and stores data only (its `kv_address` is configured but not
+    served)."""
 
     node_id: int
     rpc_address: str
     kv_address: str
     s3_address: str = ""
     devices: int = DEVICES_PER_NODE
+    member: bool = True
 
 
 # -- pure: paths, the plan, configs, cluster.json -----------------------------------------
@@ -181,6 +187,41 @@ def plan_nodes(
     )
 
 
+def plan_added_node(nodes: Sequence[DevNode], ports: Sequence[int], host: str = HOST) -> DevNode:
+    """The node `atoll dev add-node` adds: the next id, rpc, kv and S3 on the three
+    `ports`, as many devices as the first node."""
+    invariant(len(set(ports)) == 3, f"plan_added_node needs 3 distinct ports, got {ports}")
+    return DevNode(
+        max(n.node_id for n in nodes) + 1,
+        f"{host}:{ports[0]}",
+        f"{host}:{ports[1]}",
+        f"{host}:{ports[2]}",
+        nodes[0].devices,
+        member=False,
+    )
+
+
+def render_settings(settings: Sequence[tuple[str, str]]) -> str:
+    """The dev directory's settings file: the `--set` keys of its creation, one
+    `key = value` line each, which nodes added later get too."""
+    head = "# `atoll dev --set` keys of this cluster, for nodes added later.\n"
+    return head + "".join(f"{key} = {value}\n" for key, value in settings)
+
+
+def parse_settings(text: str) -> list[tuple[str, str]]:
+    """The settings file's keys (`render_settings`); DevError on a line that is not
+    one."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            out.append(parse_setting(line.replace(" = ", "=", 1)))
+        except ValueError as err:
+            raise DevError(f"{SETTINGS_FILE}: {err}") from err
+    return out
+
+
 def plan_ports(node_count: int, s3_port: int, free: Sequence[int]) -> list[int]:
     """The ports of `plan_nodes` from `3 * node_count + 1` distinct `free` ones (one
     spare, in case the kernel handed out `s3_port` itself): node 1's S3 port is
@@ -284,9 +325,13 @@ def render_config(
         f"election_timeout_ticks = {ELECTION_TIMEOUT_TICKS}",
     ]
     lines += [f"{key} = {value}" for key, value in settings]
+    if not node.member:
+        lines.append(f"join = {toml_string(members[0].rpc_address)}")
     for index in range(node.devices):
         path = device_dir(root, node.node_id, index)
         lines += ["", "[[devices]]", f"path = {toml_string(str(path))}"]
+    if not node.member:
+        return "\n".join(lines) + "\n"
     if node.node_id == min(m.node_id for m in members):
         lines += [
             "",
@@ -325,6 +370,10 @@ def cluster_from_configs(
         )
     found = {name: config for name, config in configs.items() if config is not None}
     invariant(bool(found), f"cluster_from_configs({root}) given no configs")
+    joiners = {name: config for name, config in found.items() if config.join}
+    found = {name: config for name, config in found.items() if not config.join}
+    if not found:
+        raise DevError(f"{root}: every config joins another node; no member is left")
     members = _members(found[min(found)])
     for name, config in sorted(found.items()):
         where = root / name / CONFIG_FILE
@@ -350,14 +399,29 @@ def cluster_from_configs(
             f" exist for nodes {ids}; remove {root} to start a new cluster"
         )
     own_config = {config.node_id: config for config in found.values()}
-    return tuple(
+    added = []
+    for name, config in sorted(joiners.items()):
+        if name != f"{NODE_DIR_PREFIX}{config.node_id}" or config.node_id in own_config:
+            raise DevError(f"{root / name / CONFIG_FILE}: node_id {config.node_id} does not fit")
+        added.append(
+            DevNode(
+                config.node_id,
+                config.rpc_address,
+                config.kv_address,
+                config.s3_address,
+                len(config.devices),
+                member=False,
+            )
+        )
+    nodes = [
         replace(
             m,
             s3_address=own_config[m.node_id].s3_address,
             devices=len(own_config[m.node_id].devices),
         )
         for m in members
-    )
+    ]
+    return tuple(sorted([*nodes, *added], key=lambda n: n.node_id))
 
 
 def _members(config: NodeConfig) -> tuple[DevNode, ...]:
@@ -383,11 +447,13 @@ def port_conflicts(nodes: Sequence[DevNode], is_free: Callable[[str], bool]) -> 
 
 def cluster_document(
     nodes: Sequence[DevNode],
-    pids: Mapping[int, int],
+    pids: Mapping[int, int | None],
     credentials: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The content of cluster.json: every node with its process id and addresses (its
-    S3 endpoint as a URL, if it has a gateway), and the root credentials once known."""
+    """The content of cluster.json: every node with its process id (null while
+    `atoll dev stop-node` has it stopped), its addresses (its S3 endpoint as a URL, if
+    it has a gateway), whether it is an initial member (the KV API is served by the
+    members only), and the root credentials once known."""
     document: dict[str, Any] = {}
     if credentials is not None:
         document["access_key"], document["secret_key"] = credentials
@@ -398,6 +464,7 @@ def cluster_document(
                 "pid": pids[node.node_id],
                 "kv": node.kv_address,
                 "rpc": node.rpc_address,
+                "member": node.member,
             }
             | ({"s3": s3_endpoint(node.s3_address)} if node.s3_address else {})
             for node in nodes
@@ -422,7 +489,7 @@ def aws_cli_example(endpoint: str, credentials: tuple[str, str]) -> str:
 
 def render_cluster_json(
     nodes: Sequence[DevNode],
-    pids: Mapping[int, int],
+    pids: Mapping[int, int | None],
     credentials: tuple[str, str] | None = None,
 ) -> str:
     return json.dumps(cluster_document(nodes, pids, credentials), indent=2) + "\n"
@@ -433,7 +500,11 @@ def kv_endpoints(text: str, source: str, kind: str = "kv") -> list[str]:
     DevError naming `source` if it is not one."""
     try:
         document = json.loads(text)
-        endpoints = [str(node[kind]) for node in document["nodes"]]
+        endpoints = [
+            str(node[kind])
+            for node in document["nodes"]
+            if kind != "kv" or node.get("member", True)
+        ]
         for endpoint in endpoints:
             split_address(endpoint)
     except (ValueError, KeyError, TypeError, DevError) as err:

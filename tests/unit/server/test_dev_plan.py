@@ -255,6 +255,7 @@ def test_cluster_json_lists_every_node_with_its_pid_and_addresses() -> None:
                 "pid": 4242,
                 "kv": "127.0.0.1:7101",
                 "rpc": "127.0.0.1:7001",
+                "member": True,
                 "s3": "http://127.0.0.1:9000",
             },
             {
@@ -262,6 +263,7 @@ def test_cluster_json_lists_every_node_with_its_pid_and_addresses() -> None:
                 "pid": 4343,
                 "kv": "127.0.0.1:7102",
                 "rpc": "127.0.0.1:7002",
+                "member": True,
                 "s3": "http://127.0.0.1:9002",
             },
         ]
@@ -351,3 +353,44 @@ def test_the_aws_cli_example_is_one_shell_line_with_the_keys_quoted_when_needed(
     )
     odd = dev_plan.aws_cli_example("http://127.0.0.1:9000", ("AK", "$ec'ret`x"))
     assert shlex.split(odd)[:2] == ["AWS_ACCESS_KEY_ID=AK", "AWS_SECRET_ACCESS_KEY=$ec'ret`x"]
+
+
+# -- nodes added to a running cluster (`atoll dev add-node`) ---------------------------------
+
+
+def test_an_added_node_joins_through_the_first_member_with_the_cluster_s_settings() -> None:
+    members = planned(3)
+    node = dev_plan.plan_added_node(members, [8001, 8002, 8003])
+    assert (node.node_id, node.member, node.devices) == (4, False, members[0].devices)
+    settings = dev_plan.parse_settings(dev_plan.render_settings([("down_after_s", "5")]))
+    assert settings == [("down_after_s", "5")]
+    text = dev_plan.render_config(ROOT, node, members, None, settings)
+    config = parse(tomllib.loads(text), "added")
+    assert config.join == members[0].rpc_address and not config.nodes
+    assert config.down_after_s == 5.0 and len(config.devices) == node.devices
+    assert "[bootstrap]" not in text
+
+
+def test_a_restarted_dev_dir_knows_its_added_nodes_and_lists_only_members_for_kv() -> None:
+    members = planned(3)
+    added = dev_plan.plan_added_node(members, [8001, 8002, 8003])
+    configs = {
+        f"node-{n.node_id}": parse(
+            tomllib.loads(dev_plan.render_config(ROOT, n, members)), f"node {n.node_id}"
+        )
+        for n in (*members, added)
+    }
+    nodes = dev_plan.cluster_from_configs(ROOT, configs)
+    assert [(n.node_id, n.member) for n in nodes] == [(1, True), (2, True), (3, True), (4, False)]
+    text = dev_plan.render_cluster_json(nodes, {1: 1, 2: 2, 3: None, 4: 4})
+    assert json.loads(text)["nodes"][2]["pid"] is None
+    assert dev_plan.kv_endpoints(text, "cluster.json") == [m.kv_address for m in members]
+    assert len(dev_plan.kv_endpoints(text, "cluster.json", kind="rpc")) == 4
+
+
+def test_settings_are_node_config_keys_with_toml_values() -> None:
+    assert dev_plan.parse_setting("out_after_s=6") == ("out_after_s", "6")
+    assert dev_plan.parse_setting('zone = "a"') == ("zone", '"a"')
+    for bad in ("node_id=3", "x", "down_after_s=[1]", "Bad-Key=1", "down_after_s=not toml"):
+        with pytest.raises(ValueError):
+            dev_plan.parse_setting(bad)

@@ -1,8 +1,10 @@
-"""A node added to a running 4-node dev cluster during the workload (issue 6 §1, §2,
-§4): `atoll dev add-node` starts it, it joins, placement gives it PGs in a new epoch,
-their new members rebuild (backfill) until every PG is verified healthy, and the old
-copies are removed only after that; every acknowledged object reads back. Also
-`atoll dev stop-node` / `start-node`, with cluster.json following."""
+"""A node added to a running 4-node dev cluster during the workload, then drained
+(issue 6 §1, §2, §4): `atoll dev add-node` starts it, it joins, placement gives it PGs
+in a new epoch, their new members rebuild (backfill) until every PG is verified
+healthy, and the old copies are removed only after that. Then `atoll admin plan
+drain`, `atoll admin drain` during the workload until its devices are empty, and
+`atoll admin decommission`. Every acknowledged object reads back after each step.
+Also `atoll dev stop-node` / `start-node`, with cluster.json following."""
 
 from __future__ import annotations
 
@@ -51,6 +53,36 @@ def test_an_added_node_takes_pgs_by_backfill_and_stale_copies_go(tmp_path: Path)
             60,
         )
         for via in (1, 5):
+            work.verify(via)
+
+        # Drain node 5 during the workload: plan it, drain it, decommission it once empty.
+        planned = cluster.cli("admin", "plan", "drain", "5")
+        assert planned.returncode == 0 and "plan: drain node 5" in planned.stdout, planned
+        assert "shards move" in planned.stdout and "to rebuild on nodes" in planned.stdout
+        refused = cluster.cli("admin", "decommission", "5")
+        assert refused.returncode != 0 and "drain it first" in refused.stdout, refused
+        writer = work.in_background(8, "draining")
+        drained = cluster.cli("admin", "drain", "5")
+        assert drained.returncode == 0 and "draining" in drained.stdout, drained
+        writer.join(300)
+        assert not writer.is_alive() and work.failed == 0
+        doc = cluster.wait_for(
+            "node 5 drained: every PG healthy elsewhere, its devices empty",
+            lambda d: (
+                d["degraded_pgs"] == 0
+                and all(x["used_bytes"] == 0 for x in d["devices"] if x["node"] == 5)
+            ),
+            240,
+        )
+        assert node_state(doc, 5) == "draining"
+        member = cluster.cli("admin", "decommission", "1")
+        assert member.returncode != 0 and "initial member" in member.stdout, member
+        gone = cluster.cli("admin", "decommission", "5")
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        doc = cluster.status()
+        assert [n["id"] for n in doc["nodes"]] == [1, 2, 3, 4]
+        assert not [d for d in doc["devices"] if d["node"] == 5]
+        for via in (1, 3):
             work.verify(via)
 
         # stop-node / start-node: cluster.json follows, the node goes down and comes back.

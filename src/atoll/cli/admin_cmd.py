@@ -10,14 +10,30 @@ from collections.abc import Callable
 
 from atoll.gateway.scrub import METHOD_SCRUB, ScrubStats
 from atoll.meta.client import MetaClient
-from atoll.meta.cluster_map import NODE_OUT, NODE_UP
-from atoll.meta.commands import SetNodeState
+from atoll.meta.cluster_map import NODE_DRAINING, NODE_OUT, NODE_UP
+from atoll.meta.commands import RemoveNode, SetNodeState
+from atoll.meta.plan import plan_add_node, plan_drain
 from atoll.rpc import RpcError, RpcPool
 
 WHAT = {
     NODE_OUT: "out: its PGs move to other devices, rebuilt from the others",
     NODE_UP: "in: placement may use its devices again",
+    NODE_DRAINING: "draining: its PGs move to other devices while it stays readable;"
+    " its copies go once the new members hold theirs",
 }
+
+
+async def decommission(addresses: list[str], node_id: int, echo: Callable[[str], None]) -> bool:
+    client = MetaClient(addresses)
+    try:
+        result = await client.admin(RemoveNode(node_id))
+    finally:
+        await client.close()
+    if not result.ok:
+        echo(result.reason)
+        return False
+    echo(f"node {node_id} removed from the cluster (map epoch {result.epoch}); stop its process")
+    return True
 
 
 async def set_node_state(
@@ -29,7 +45,7 @@ async def set_node_state(
     finally:
         await client.close()
     if not result.ok:
-        echo(f"node {node_id}: {result.reason}")
+        echo(result.reason)
         return False
     echo(f"node {node_id} is {WHAT[state]} (map epoch {result.epoch})")
     return True
@@ -87,3 +103,56 @@ async def scrub_now(addresses: list[str], echo: Callable[[str], None]) -> bool:
         f" {total.unrepaired} not repaired"
     )
     return ok and total.unrepaired == 0
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+async def plan(
+    addresses: list[str],
+    change: str,
+    node_id: int,
+    devices: int,
+    capacity_bytes: int,
+    zone: str,
+    rate: int,
+    echo: Callable[[str], None],
+) -> bool:
+    """Print what `change` ("drain" NODE, "add-node") would move, before anything
+    moves: per pool the PGs and shards that change, the bytes, the nodes that rebuild
+    them and the time at `rate` bytes/s per node."""
+    meta = MetaClient(addresses)
+    try:
+        m = await meta.read_map()
+        doc = await meta.status()
+    finally:
+        await meta.close()
+    used = {int(d["id"]): int(d["used_bytes"]) for d in doc["devices"]}
+    try:
+        if change == "drain":
+            result = plan_drain(m, node_id, used)
+        else:
+            result = plan_add_node(m, devices, capacity_bytes, used, zone)
+    except ValueError as err:
+        echo(f"plan: {err}")
+        return False
+    echo(f"plan: {result.what}")
+    for pool in result.pools:
+        echo(
+            f"  pool {pool.pool}: {pool.pgs_changed} of {pool.pgs} PGs change,"
+            f" {pool.cells_moved} shards move"
+        )
+    eta = result.eta_s(rate)
+    nodes = ", ".join(str(n) for n in result.receiving_nodes) or "none"
+    echo(
+        f"  about {_human(result.bytes)} to rebuild on nodes {nodes}; at"
+        f" {_human(rate)}/s per node: "
+        + ("no estimate (no rate limit)" if eta is None else f"about {eta:.0f} s")
+    )
+    echo("  nothing moves until the change is made")
+    return True

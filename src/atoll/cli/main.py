@@ -503,6 +503,78 @@ def admin_in(node_id: int, rpc: str | None, cluster_file: Path | None) -> None:
         raise SystemExit(1)
 
 
+@admin.command("drain")
+@click.argument("node_id", metavar="NODE", type=click.IntRange(min=1))
+@_rpc_options
+def admin_drain(node_id: int, rpc: str | None, cluster_file: Path | None) -> None:
+    """Move everything off NODE while it stays readable (`atoll admin plan drain NODE`
+    says what moves); then `atoll admin decommission NODE`."""
+    from atoll.cli import admin_cmd, kv_cmd
+    from atoll.meta.cluster_map import NODE_DRAINING
+
+    where = _rpc_endpoints(rpc, cluster_file)
+    if not kv_cmd.run(admin_cmd.set_node_state(where, node_id, NODE_DRAINING, click.echo)):
+        raise SystemExit(1)
+
+
+@admin.command("decommission")
+@click.argument("node_id", metavar="NODE", type=click.IntRange(min=1))
+@_rpc_options
+def admin_decommission(node_id: int, rpc: str | None, cluster_file: Path | None) -> None:
+    """Remove NODE (drained or out, holding nothing) from the cluster."""
+    from atoll.cli import admin_cmd, kv_cmd
+
+    where = _rpc_endpoints(rpc, cluster_file)
+    if not kv_cmd.run(admin_cmd.decommission(where, node_id, click.echo)):
+        raise SystemExit(1)
+
+
+@admin.command("plan")
+@click.argument("change", type=click.Choice(["drain", "add-node"]))
+@click.argument("node_id", metavar="[NODE]", type=click.IntRange(min=1), required=False)
+@click.option("--devices", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--capacity-gib", type=click.FloatRange(min=0.001), default=100.0, show_default=True)
+@click.option("--zone", default="")
+@click.option(
+    "--rate",
+    "rate_mib",
+    type=click.FloatRange(min=0),
+    default=64.0,
+    show_default=True,
+    help="Repair MiB/s per receiving node, for the estimate.",
+)
+@_rpc_options
+def admin_plan(
+    change: str,
+    node_id: int | None,
+    devices: int,
+    capacity_gib: float,
+    zone: str,
+    rate_mib: float,
+    rpc: str | None,
+    cluster_file: Path | None,
+) -> None:
+    """Print what `drain NODE` or `add-node` would move, how many bytes, and how long
+    it would take, before anything moves."""
+    from atoll.cli import admin_cmd, kv_cmd
+
+    if change == "drain" and node_id is None:
+        raise click.UsageError("plan drain needs the NODE")
+    where = _rpc_endpoints(rpc, cluster_file)
+    coroutine = admin_cmd.plan(
+        where,
+        change,
+        node_id or 0,
+        devices,
+        int(capacity_gib * (1 << 30)),
+        zone,
+        int(rate_mib * (1 << 20)),
+        click.echo,
+    )
+    if not kv_cmd.run(coroutine):
+        raise SystemExit(1)
+
+
 @admin.command("scrub")
 @click.option("--now", is_flag=True, help="Run a pass on every node now and report it.")
 @_rpc_options

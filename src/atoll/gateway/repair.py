@@ -53,7 +53,7 @@ from atoll.gateway.datapath import DataPath, PartTarget, read_windows, rebuild_b
 from atoll.gateway.errors import ServiceUnavailable
 from atoll.gateway.gc import References, is_referenced, read_references
 from atoll.kv.errors import KvError
-from atoll.meta.cluster_map import NODE_UP, ClusterMap, in_service
+from atoll.meta.cluster_map import NODE_DRAINING, NODE_UP, ClusterMap, in_service
 from atoll.objects.errors import ObjectsError
 from atoll.objects.index import object_key, repair_range
 from atoll.objects.manifest import (
@@ -92,6 +92,9 @@ class RepairConfig:
     """Pause between passes (a map change ends it early)."""
     list_concurrency: int = 8
     """PGs listed at once."""
+    reverify_after_s: float = 3600.0
+    """A PG verified this long ago is listed and checked again (a shard file lost
+    without an error: a disk replaced under the node, files removed by hand)."""
 
     def __post_init__(self) -> None:
         if self.bytes_per_s < 0 or not 1 <= self.pgs_max <= 64 or not self.interval_s > 0:
@@ -122,6 +125,7 @@ class PgListing:
     members: tuple[int, ...]
     held: list[dict[PartRef, ShardInfo] | None]
     unlisted: frozenset[int] = frozenset()
+    former: dict[PartRef, dict[int, int]] | None = None  # found when needed (Repairer)
 
     @property
     def complete(self) -> bool:
@@ -273,7 +277,8 @@ class Repairer:
         self._data.use_local(node_id, local)
         self._bucket = TokenBucket(config.bytes_per_s)
         self._meter = RateMeter()
-        self._verified: dict[tuple[int, int], tuple[int, ...]] = {}
+        # (pool, pg) -> the members it was verified with, and when (clock seconds).
+        self._verified: dict[tuple[int, int], tuple[tuple[int, ...], float]] = {}
         self.checked_epoch = 0
         self.incomplete: frozenset[tuple[int, int]] = frozenset()
         self.bytes_to_repair = 0
@@ -332,21 +337,41 @@ class Repairer:
         m = self._map()
         stats = PassStats(epoch=m.epoch)
         node = m.nodes.get(self.node_id)
+        if node is not None and node.state == NODE_DRAINING:
+            # Its devices hold no PG: only its stale copies are to go (each once the
+            # PG's new member at its position holds it).
+            usable = {d.device_id for d in self._devices.device_infos() if not d.failed}
+            await self._remove_stale(m, usable & {d.id for d in m.devices_of(self.node_id)}, stats)
+            self.checked_epoch = m.epoch
+            return stats
         if node is None or node.state != NODE_UP:
             return stats
         local = self.local_devices(m)
+        now = self._clock()
         records = await self._records(m)
         work: list[tuple[int, int, tuple[int, ...], list[int]]] = []
+        held_here: set[tuple[int, int]] = set()
         for pool_id, table in sorted(m.pg_tables.items()):
             for pg, members in enumerate(table.members):
                 positions = [i for i, d in enumerate(members) if d in local]
                 if not positions:
                     continue
+                held_here.add((pool_id, pg))
                 named = any(
                     i in r.missed for _, _, r in records.get((pool_id, pg), ()) for i in positions
                 )
-                if named or self._verified.get((pool_id, pg)) != members:
+                verified = self._verified.get((pool_id, pg))
+                if (
+                    named
+                    or verified is None
+                    or verified[0] != members
+                    or now - verified[1] > self.config.reverify_after_s
+                ):
                     work.append((pool_id, pg, members, positions))
+        # A PG this node holds no position of is forgotten: its copies here are stale
+        # (and removed); should the PG come back with the very same members, it is
+        # checked again, not taken as verified.
+        self._verified = {pg: v for pg, v in self._verified.items() if pg in held_here}
         semaphore = asyncio.Semaphore(self.config.list_concurrency)
 
         async def listed(item: tuple[int, int, tuple[int, ...], list[int]]) -> PgListing:
@@ -375,7 +400,7 @@ class Repairer:
                     m, listing, missing, records.get((pool_id, pg), ()), positions, stats
                 )
             if ok and listing.complete:
-                self._verified[(pool_id, pg)] = listing.members
+                self._verified[(pool_id, pg)] = (listing.members, now)
             else:
                 incomplete.add((pool_id, pg))
 
@@ -456,7 +481,7 @@ class Repairer:
     async def _client(self, m: ClusterMap, device_id: int) -> tuple[StorageClient, int]:
         device = m.devices.get(device_id)
         node = m.nodes.get(device.node_id) if device is not None else None
-        if device is None or node is None or node.state != NODE_UP:
+        if device is None or node is None or node.state not in (NODE_UP, NODE_DRAINING):
             raise NodeNotUp(f"device {device_id} is not on a node that is up")
         if node.id == self.node_id:
             return self.local, m.epoch
@@ -532,6 +557,15 @@ class Repairer:
         """Rebuild shard `position` of `part` from k other positions' shards, write it
         to the position's (local) device, read it back verified."""
         sources = [i for i in listing.holders(part) if i != position]
+        devices = list(listing.members)
+        if len(sources) < listing.k:
+            # Too few current members hold it (positions that moved away from live
+            # devices, a drain): look for the shards on former holders.
+            former = await self._former_holders(m, listing)
+            for index, device in sorted(former.get(part, {}).items()):
+                if index != position and index not in sources:
+                    devices[index] = device
+                    sources.append(index)
         if len(sources) < listing.k:
             raise ServiceUnavailable(
                 f"{part}: {len(sources)} shards held, {listing.k} needed to rebuild"
@@ -542,7 +576,7 @@ class Repairer:
             k=listing.k,
             m=listing.m,
             pg=listing.pg,
-            members=listing.members,
+            members=tuple(devices),
             epoch=m.epoch,
             bucket=bucket,
             key=key,
@@ -588,6 +622,29 @@ class Repairer:
         self.repaired_bytes += read
         self._meter.add(self._clock(), read)
         self.bytes_to_repair = max(0, self.bytes_to_repair - read)
+
+    async def _former_holders(
+        self, m: ClusterMap, listing: PgListing
+    ) -> dict[PartRef, dict[int, int]]:
+        """For each part of the PG, the devices outside its members that hold a shard
+        of it (shard index -> device): every readable device of the cluster is listed
+        once per PG and pass (kept in `listing.former`)."""
+        if listing.former is not None:
+            return listing.former
+        found: dict[PartRef, dict[int, int]] = {}
+        others = [d for d in sorted(m.devices) if d not in listing.members]
+
+        async def one(device_id: int) -> None:
+            try:
+                held = await self._list_device(m, device_id, listing.pool_id, listing.pg)
+            except _ERRORS:
+                return
+            for part, info in held.items():
+                found.setdefault(part, {}).setdefault(info.shard.shard_index, device_id)
+
+        await asyncio.gather(*(one(d) for d in others))
+        listing.former = found
+        return found
 
     async def _settle_record(
         self,

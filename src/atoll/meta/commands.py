@@ -28,6 +28,8 @@ from crc32c import crc32c
 from atoll.meta.cluster_map import (
     DEVICE_IN,
     DEVICE_STATES,
+    NODE_DRAINING,
+    NODE_OUT,
     NODE_STATES,
     NODE_UP,
     Applied,
@@ -94,6 +96,15 @@ class SetNodeState:
 
 
 @dataclass(frozen=True)
+class RemoveNode:
+    """Decommission: the node and its devices leave the map. Refused while a PG table
+    names one of its devices, for an initial member (a Raft replica), and unless the
+    node is draining or out."""
+
+    node_id: int
+
+
+@dataclass(frozen=True)
 class SetDeviceState:
     device_id: int
     state: str
@@ -129,6 +140,7 @@ Command: TypeAlias = (
     | RegisterNode
     | RegisterDevice
     | SetNodeState
+    | RemoveNode
     | SetDeviceState
     | CreatePool
     | SetPgTable
@@ -142,6 +154,7 @@ KINDS: dict[type, str] = {
     RegisterNode: "register_node",
     RegisterDevice: "register_device",
     SetNodeState: "set_node_state",
+    RemoveNode: "remove_node",
     SetDeviceState: "set_device_state",
     CreatePool: "create_pool",
     SetPgTable: "set_pg_table",
@@ -287,6 +300,8 @@ def _decode_body(kind: str, body: dict[str, Any]) -> Command:
         )
     if kind == "set_node_state":
         return SetNodeState(_int(body, "node_id"), _str(body, "state"), _str(body, "expect"))
+    if kind == "remove_node":
+        return RemoveNode(_int(body, "node_id"))
     if kind == "set_device_state":
         return SetDeviceState(_int(body, "device_id"), _str(body, "state"))
     if kind == "create_pool":
@@ -351,6 +366,8 @@ def apply_command(m: ClusterMap, command: Command) -> tuple[ClusterMap, Applied]
             return refuse(m, f"node {node.id} is already {node.state}")
         new = replace(node, state=command.state)
         return changed(m, nodes=with_item(m.nodes, node.id, new))
+    if isinstance(command, RemoveNode):
+        return _remove_node(m, command)
     if isinstance(command, SetDeviceState):
         device = m.devices.get(command.device_id)
         if device is None:
@@ -455,6 +472,25 @@ def _register_device(m: ClusterMap, c: RegisterDevice) -> tuple[ClusterMap, Appl
         devices=with_item(m.devices, device.id, device),
         next_device_id=device.id + 1,
     )
+
+
+def _remove_node(m: ClusterMap, c: RemoveNode) -> tuple[ClusterMap, Applied]:
+    node = m.nodes.get(c.node_id)
+    if node is None:
+        return refuse(m, f"no node {c.node_id}")
+    if node.member:
+        return refuse(
+            m, f"node {node.id} is an initial member (a meta and KV replica): not removable"
+        )
+    if node.state not in (NODE_DRAINING, NODE_OUT):
+        return refuse(m, f"node {node.id} is {node.state}: drain it first")
+    devices = {d.id for d in m.devices_of(node.id)}
+    for table in m.pg_tables.values():
+        if any(d in devices for members in table.members for d in members):
+            return refuse(m, f"node {node.id}'s devices still hold PGs of pool {table.pool_id}")
+    nodes = {i: n for i, n in m.nodes.items() if i != node.id}
+    kept = {i: d for i, d in m.devices.items() if i not in devices}
+    return changed(m, nodes=nodes, devices=kept)
 
 
 def _set_pg_table(m: ClusterMap, c: SetPgTable) -> tuple[ClusterMap, Applied]:

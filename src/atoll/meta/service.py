@@ -42,6 +42,7 @@ from typing import Any
 
 from atoll.meta.cluster_map import (
     NODE_DOWN,
+    NODE_DRAINING,
     NODE_OUT,
     NODE_UP,
     Applied,
@@ -60,6 +61,7 @@ from atoll.meta.commands import (
     DeleteBucket,
     RegisterDevice,
     RegisterNode,
+    RemoveNode,
     SetDeviceState,
     SetNodeState,
     SetPgTable,
@@ -91,7 +93,14 @@ METHOD_MAP = "meta.map"
 METHOD_WATCH = "meta.watch"
 
 # What an operator may propose through `meta.admin`.
-ADMIN_COMMANDS = (CreatePool, SetNodeState, SetDeviceState, CreateBucket, DeleteBucket)
+ADMIN_COMMANDS = (
+    CreatePool,
+    SetNodeState,
+    RemoveNode,
+    SetDeviceState,
+    CreateBucket,
+    DeleteBucket,
+)
 
 ACCESS_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 SECRET_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -458,10 +467,26 @@ class MetaService:
             raise HandlerError(
                 ERROR_META, f"{type(command).__name__} is not an admin command".encode()
             )
+        node = self.map.nodes.get(getattr(command, "node_id", 0))
+        if isinstance(command, RemoveNode) and node and node.state in (NODE_DRAINING, NODE_OUT):
+            held = self._bytes_held(command.node_id)
+            if held:
+                refusal = Applied(
+                    False, self.map.epoch, f"node {command.node_id} still holds {held} bytes"
+                )
+                return encode_applied(refusal), None
         result = await self.propose(command)
         if result.ok and isinstance(command, SetNodeState) and command.state == NODE_UP:
             self.trusted_from[command.node_id] = result.epoch
         return encode_applied(result), None
+
+    def _bytes_held(self, node_id: int) -> int | None:
+        """Shard bytes the node's devices hold by its latest heartbeat (None: not
+        heard from since this node leads)."""
+        health = self.health.get(node_id)
+        if health is None or not health.devices:
+            return None if health is None else 0
+        return sum(used for used, _ in health.devices.values())
 
     async def _status(self, message: bytes, payload: bytes | memoryview) -> Chunk:
         self._require_leader()

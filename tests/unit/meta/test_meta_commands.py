@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 from crc32c import crc32c
 
+from atoll.meta import cluster_map
 from atoll.meta.cluster_map import (
     NODE_DOWN,
     NODE_OUT,
@@ -29,6 +30,7 @@ from atoll.meta.commands import (
     DeleteBucket,
     RegisterDevice,
     RegisterNode,
+    RemoveNode,
     SetDeviceState,
     SetNodeState,
     SetPgTable,
@@ -49,6 +51,7 @@ EVERY_KIND: list[Command] = [
     RegisterNode(4, "127.0.0.1:7004", "", "z1", "r1", False),
     RegisterDevice(4, "/data/d0", 1 << 40),
     SetNodeState(4, NODE_DOWN, expect=NODE_UP),
+    RemoveNode(4),
     SetDeviceState(7, "failed"),
     CreatePool(REPLICATED),
     SetPgTable(1, "ab" * 16, ((1, 2, 3), (3, 2, 1))),
@@ -210,3 +213,24 @@ def test_pool_and_bucket_commands() -> None:
     _, refused = apply_command(m3, CreateBucket("docs", "nope", "root", 2))
     assert not refused.ok and "no pool" in refused.reason
     assert "photos" not in run(m3, DeleteBucket("photos")).buckets
+
+
+def test_decommission_removes_a_drained_data_node_only() -> None:
+    m = run(cluster(), RegisterNode(4, "127.0.0.1:7004", "", "", "", False))
+    m = run(m, RegisterDevice(4, "/n4/d0", 1 << 40))
+    device = max(m.devices)
+    _, refused = apply_command(m, RemoveNode(4))
+    assert not refused.ok and "drain it first" in refused.reason
+    _, refused = apply_command(run(m, SetNodeState(1, "draining")), RemoveNode(1))
+    assert not refused.ok and "initial member" in refused.reason
+    draining = run(m, SetNodeState(4, "draining"))
+    held = replace(
+        draining,
+        pg_tables={1: cluster_map.PgTable(1, draining.epoch, "x", ((1, 3, device),))},
+    )
+    _, refused = apply_command(held, RemoveNode(4))
+    assert not refused.ok and "still hold PGs" in refused.reason
+    gone = run(draining, RemoveNode(4))
+    assert 4 not in gone.nodes and device not in gone.devices and gone.epoch == draining.epoch + 1
+    _, refused = apply_command(gone, RemoveNode(4))
+    assert not refused.ok and "no node 4" in refused.reason

@@ -43,7 +43,9 @@ def test_kill9_of_a_node_is_detected_taken_out_and_repaired_without_an_operator(
         writer.join(300)
         assert not writer.is_alive()
         doc = cluster.wait_for(
-            "every PG verified healthy again", lambda d: d["degraded_pgs"] == 0, HEALTHY_WITHIN_S
+            "every PG verified healthy again, nothing left to rebuild",
+            lambda d: d["degraded_pgs"] == 0 and d["bytes_to_repair"] == 0,
+            HEALTHY_WITHIN_S,
         )
         healthy_s = time.monotonic() - killed
         repaired = sum(n["repair"]["repaired_bytes"] for n in doc["nodes"] if n["repair"])

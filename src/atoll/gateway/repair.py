@@ -281,6 +281,9 @@ class Repairer:
         self._verified: dict[tuple[int, int], tuple[tuple[int, ...], float]] = {}
         self.checked_epoch = 0
         self.incomplete: frozenset[tuple[int, int]] = frozenset()
+        # PGs the pass under way found something to rebuild in, until it is rebuilt:
+        # reported as incomplete at once (not only when the pass ends).
+        self._in_progress: set[tuple[int, int]] = set()
         self.bytes_to_repair = 0
         self.repaired_bytes = 0
         self.repaired_shards = 0
@@ -290,7 +293,10 @@ class Repairer:
     def report(self) -> meta_pb2.RepairReport:
         return meta_pb2.RepairReport(
             checked_epoch=self.checked_epoch,
-            incomplete=[meta_pb2.PgRef(pool_id=p, pg=g) for p, g in sorted(self.incomplete)],
+            incomplete=[
+                meta_pb2.PgRef(pool_id=p, pg=g)
+                for p, g in sorted(self.incomplete | self._in_progress)
+            ],
             bytes_to_repair=self.bytes_to_repair,
             repaired_bytes=self.repaired_bytes,
             repaired_shards=self.repaired_shards,
@@ -319,6 +325,9 @@ class Repairer:
                     )
             except _ERRORS as err:
                 log.info("repair: pass failed (will retry): %s", err)
+            except Exception:  # a bug: reported, and the next pass tries again
+                log.exception("repair: pass failed")
+                self.checked_epoch = 0  # verified nothing
             self.last_pass_ms = int((self._clock() - started) * 1000)
             epoch = self._map().epoch
             waited = 0.0
@@ -345,10 +354,11 @@ class Repairer:
             self.checked_epoch = m.epoch
             return stats
         if node is None or node.state != NODE_UP:
+            self._verified.clear()  # whatever it held may have moved meanwhile
             return stats
         local = self.local_devices(m)
         now = self._clock()
-        records = await self._records(m)
+        records, records_complete = await self._records(m)
         work: list[tuple[int, int, tuple[int, ...], list[int]]] = []
         held_here: set[tuple[int, int]] = set()
         for pool_id, table in sorted(m.pg_tables.items()):
@@ -388,6 +398,7 @@ class Repairer:
             backlog += sum(parts[p].shard_bytes for p, _ in missing if p in parts)
             plans.append((listing.endangerment(), pool_id, pg, listing, positions, missing))
         plans.sort(key=lambda plan: plan[:3])
+        self._in_progress = {(plan[1], plan[2]) for plan in plans if plan[5]}
         self.bytes_to_repair = backlog
         stats.pgs_checked = len(plans)
         incomplete: set[tuple[int, int]] = set()
@@ -399,6 +410,7 @@ class Repairer:
                 ok = await self._repair_pg(
                     m, listing, missing, records.get((pool_id, pg), ()), positions, stats
                 )
+            self._in_progress.discard((pool_id, pg))
             if ok and listing.complete:
                 self._verified[(pool_id, pg)] = (listing.members, now)
             else:
@@ -407,18 +419,29 @@ class Repairer:
         await asyncio.gather(*(repair(plan) for plan in plans))
         stats.incomplete = incomplete
         self.incomplete = frozenset(incomplete)
+        self._in_progress.clear()
         self.bytes_to_repair = 0 if not incomplete else self.bytes_to_repair
-        if not incomplete:
-            await self._remove_stale(m, local, stats)
-        self.checked_epoch = m.epoch
+        # Each stale file goes only once its position's current member holds it.
+        await self._remove_stale(m, local, stats)
+        if records_complete:
+            self.checked_epoch = m.epoch
+        else:
+            log.warning("repair: over %d repair records: the pass saw part", RECORDS_PER_PASS_MAX)
         return stats
 
-    async def _records(self, m: ClusterMap) -> dict[tuple[int, int], list[_Record]]:
+    async def _records(self, m: ClusterMap) -> tuple[dict[tuple[int, int], list[_Record]], bool]:
+        """The repair records of every pool by PG, and whether that is all of them
+        (at most `RECORDS_PER_PASS_MAX` are read; a pass that did not see them all
+        verifies nothing)."""
         out: dict[tuple[int, int], list[_Record]] = {}
         count = 0
+        complete = True
         for pool_id in sorted(m.pools):
             start, end = repair_range(pool_id)
-            while count < RECORDS_PER_PASS_MAX:
+            while True:
+                if count >= RECORDS_PER_PASS_MAX:
+                    complete = False
+                    break
                 entries, more = await self._kv.scan(start, end, RECORD_PAGE)
                 for key, value in entries:
                     try:
@@ -431,7 +454,7 @@ class Repairer:
                 if not more or not entries:
                     break
                 start = entries[-1][0] + b"\x00"
-        return out
+        return out, complete
 
     async def list_pg(
         self, m: ClusterMap, pool_id: int, pg: int, members: tuple[int, ...]
@@ -498,20 +521,25 @@ class Repairer:
     ) -> bool:
         """Rebuild what the PG lacks at this node's positions; then clear its repair
         records' local bits. True if everything it should hold is there."""
-        parts = listing.parts()
         references: dict[tuple[str, str], References] = {}
         dead: set[PartRef] = set()
         rebuilt: set[tuple[PartRef, int]] = set()
+        # Positions a repair record names for a part hold no trustworthy copy of it
+        # (at most an older upload of the same part under the same name).
+        missed: dict[PartRef, set[int]] = {}
+        for _, _, r in records:
+            part_missed = missed.setdefault((r.bucket, r.key, r.version_id, r.part_number), set())
+            part_missed.update(r.missed)
         ok = True
         for part, position in missing:
             try:
                 if not await self.referenced(part, references):
                     dead.add(part)
                     continue
-                info = parts.get(part)
-                if info is None:
-                    raise ServiceUnavailable("no member lists it")
-                await self.rebuild(m, listing, part, position, info, stats)
+                durable = self.durable_set(part, references)
+                await self.rebuild(
+                    m, listing, part, position, stats, trusted=durable, distrust=missed.get(part)
+                )
                 rebuilt.add((part, position))
             except _ERRORS as err:
                 ok = False
@@ -537,7 +565,7 @@ class Repairer:
 
     async def referenced(self, part: PartRef, cache: dict[tuple[str, str], References]) -> bool:
         """Whether the index references the part (its key's references read once
-        per PG repair)."""
+        per PG repair, into `cache`)."""
         refs = cache.get(part[:2])
         if refs is None:
             refs = cache[part[:2]] = await read_references(
@@ -545,25 +573,56 @@ class Repairer:
             )
         return is_referenced(part, refs.manifest, refs.uploads)
 
+    @staticmethod
+    def durable_set(
+        part: PartRef, cache: Mapping[tuple[str, str], References]
+    ) -> frozenset[int] | None:
+        """The shard indexes the manifest lists as durable for the part (read by
+        `referenced` into `cache`), or None when no manifest lists it (a part of an
+        upload in progress)."""
+        refs = cache.get(part[:2])
+        manifest = refs.manifest if refs is not None else None
+        if manifest is None or manifest.version_id != part[2] or manifest.layout is None:
+            return None
+        for p in manifest.layout.parts:
+            if p.number == part[3]:
+                return frozenset(p.durable)
+        return None
+
     async def rebuild(
         self,
         m: ClusterMap,
         listing: PgListing,
         part: PartRef,
         position: int,
-        info: ShardInfo,
         stats: PassStats,
+        *,
+        trusted: frozenset[int] | None = None,
+        distrust: set[int] | None = None,
     ) -> None:
         """Rebuild shard `position` of `part` from k other positions' shards, write it
-        to the position's (local) device, read it back verified."""
-        sources = [i for i in listing.holders(part) if i != position]
+        to the position's (local) device, read it back verified. Sources are the
+        positions that list the part, but only those in `trusted` (the manifest's
+        durable set) if given, and none in `distrust` (named by a repair record)."""
+
+        def usable(index: int) -> bool:
+            if index == position or index in (distrust or ()):
+                return False
+            return trusted is None or index in trusted
+
+        sources = [i for i in listing.holders(part) if usable(i)]
+        if not sources:
+            raise ServiceUnavailable(f"{part}: no trusted member holds a shard of it")
+        held = listing.held[sources[0]]
+        assert held is not None  # a holder was listed
+        info = held[part]
         devices = list(listing.members)
         if len(sources) < listing.k:
             # Too few current members hold it (positions that moved away from live
             # devices, a drain): look for the shards on former holders.
             former = await self._former_holders(m, listing)
             for index, device in sorted(former.get(part, {}).items()):
-                if index != position and index not in sources:
+                if usable(index) and index not in sources:
                     devices[index] = device
                     sources.append(index)
         if len(sources) < listing.k:
@@ -693,6 +752,7 @@ class Repairer:
             )
             if await self._kv.cas(mkey, value, encode_record(new)):
                 return
+        raise ServiceUnavailable(f"{mkey!r}: the manifest kept changing; durable set not updated")
 
     async def _remove_stale(self, m: ClusterMap, local: set[int], stats: PassStats) -> None:
         """Shard files of PGs that moved off a local device, once the current member

@@ -20,7 +20,6 @@ every node for one at once (`repair.scrub`, an atoll.rpc method).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -112,7 +111,6 @@ class Scrubber:
         self._clock = clock
         self._sleep = sleep
         self.config = config
-        self._lock = asyncio.Lock()
         self.last: ScrubStats | None = None
 
     def rpc_handlers(self) -> dict[str, Handler]:
@@ -131,6 +129,9 @@ class Scrubber:
             except _ERRORS as err:
                 log.info("scrub: pass failed (will retry): %s", err)
                 continue
+            except Exception:  # a bug: reported; the next pass tries again
+                log.exception("scrub: pass failed")
+                continue
             log.info(
                 "scrub: %d files, %d blocks checked, %d errors, %d repaired",
                 stats.files,
@@ -141,30 +142,31 @@ class Scrubber:
 
     async def scrub_once(self, bytes_per_s: int) -> ScrubStats:
         """One pass over every local shard file of the PGs this node's devices are
-        members of (one pass at a time: a second caller waits for the first)."""
-        async with self._lock:
-            stats = ScrubStats()
-            bucket = TokenBucket(bytes_per_s)
-            m = self._map()
-            for device_id in sorted(self._repairer.local_devices(m)):
-                try:
-                    pgs = await self._devices.local_pgs(device_id)
-                except _ERRORS as err:
-                    stats.note(f"device {device_id}: cannot list its PGs: {err}")
+        members of. Two passes may overlap (`--now` during a throttled background
+        pass): both only read, and a shard both find corrupt is rebuilt twice, to the
+        same bytes."""
+        stats = ScrubStats()
+        bucket = TokenBucket(bytes_per_s)
+        m = self._map()
+        for device_id in sorted(self._repairer.local_devices(m)):
+            try:
+                pgs = await self._devices.local_pgs(device_id)
+            except _ERRORS as err:
+                stats.note(f"device {device_id}: cannot list its PGs: {err}")
+                continue
+            for pool_id, pg in sorted(pgs):
+                table = m.pg_tables.get(pool_id)
+                if table is None or pg >= len(table.members):
                     continue
-                for pool_id, pg in sorted(pgs):
-                    table = m.pg_tables.get(pool_id)
-                    if table is None or pg >= len(table.members):
-                        continue
-                    members = table.members[pg]
-                    if device_id not in members:
-                        continue  # a PG that moved away: the repairer's stale files
-                    position = members.index(device_id)
-                    bad = await self._check_pg(m, device_id, pool_id, pg, position, bucket, stats)
-                    if bad:
-                        await self._repair(m, pool_id, pg, members, bad, stats)
-            self.last = stats
-            return stats
+                members = table.members[pg]
+                if device_id not in members:
+                    continue  # a PG that moved away: the repairer's stale files
+                position = members.index(device_id)
+                bad = await self._check_pg(m, device_id, pool_id, pg, position, bucket, stats)
+                if bad:
+                    await self._repair(m, pool_id, pg, members, bad, stats)
+        self.last = stats
+        return stats
 
     async def _check_pg(
         self,
@@ -182,7 +184,11 @@ class Scrubber:
             info = entry.info
             if info is None:
                 stats.errors_found += 1
-                bad.append(_Bad(position, entry.file_name, None, entry.error))
+                if _index_of(entry.file_name) == position:
+                    bad.append(_Bad(position, entry.file_name, None, entry.error))
+                else:  # another position's file (the PG's positions moved): not ours to fix
+                    stats.unrepaired += 1
+                    stats.note(f"pg {pool_id}.{pg} file {entry.file_name}: {entry.error}")
                 continue
             if info.shard.shard_index != position:
                 continue  # a file of another position (the PG's positions moved)
@@ -194,6 +200,9 @@ class Scrubber:
             except ShardCorrupt as err:
                 stats.errors_found += 1
                 bad.append(_Bad(position, entry.file_name, part_of(info.shard), str(err)))
+            except _ERRORS as err:  # unreadable (an I/O error): rebuilt if it can be
+                stats.errors_found += 1
+                bad.append(_Bad(position, entry.file_name, part_of(info.shard), repr(err)))
             layout = StripeLayout(info.k, info.m, info.block_size)
             stats.blocks_checked += layout.stripe_count(info.data_length)
             stats.bytes_checked += info.shard_bytes
@@ -244,8 +253,9 @@ class Scrubber:
                 if not await self._repairer.referenced(part, references):
                     stats.note(f"{where}: {item.why}; its object is gone (left to gc)")
                     continue
+                durable = self._repairer.durable_set(part, references)
                 await self._repairer.rebuild(
-                    m, listing, part, item.position, parts[part], repair_stats
+                    m, listing, part, item.position, repair_stats, trusted=durable
                 )
             except _ERRORS as err:
                 stats.unrepaired += 1
@@ -254,6 +264,12 @@ class Scrubber:
             stats.repaired += 1
             stats.note(f"{where}: {item.why}; rebuilt")
             log.warning("scrub: %s: %s; rebuilt", where, item.why)
+
+
+def _index_of(file_name: str) -> int | None:
+    """The shard index in a shard file name (`digest.part.shard.shard`), if any."""
+    pieces = file_name.split(".")
+    return int(pieces[2]) if len(pieces) == 4 and pieces[2].isdigit() else None
 
 
 def _prefix(file_name: str) -> str:

@@ -215,6 +215,9 @@ async def _retire_out_voters(host: RaftHost, agent: NodeAgent) -> None:
                 except RaftError as err:
                     log.info("raft: removing node %d from group %d: %s", node_id, group_id, err)
                     break
+                except Exception:  # a bug: reported; the next round tries again
+                    log.exception("raft: removing node %d from group %d failed", node_id, group_id)
+                    break
                 log.warning("raft: node %d (out) removed from group %d", node_id, group_id)
 
 

@@ -407,6 +407,11 @@ class StorageService:
             async with device.writer_slots:
                 writer = await self._io(device, device.open_writer_sync, shard, header)
                 data_length = await self._receive_blocks(device, writer, chunks, reservation)
+                # The epoch again, now that the blocks are in: a PG table that changed
+                # during a long put may have given this shard to another device, whose
+                # repairer would not know of it. Refused, it counts as missed (and gets
+                # a repair record) rather than landing where no one looks.
+                self._device(request.device_id, request.epoch)
                 async with device.name_lock(shard_file_name(shard)):
                     file_bytes, replaced = await self._io(
                         device, device.commit_writer_sync, writer, data_length

@@ -42,7 +42,7 @@ from atoll.meta.cluster_map import (
 from atoll.objects.manifest import write_quorum
 from atoll.rpc import RpcCaller, RpcError, RpcPool
 from atoll.storage import StorageClient
-from atoll.storage.errors import StorageError
+from atoll.storage.errors import StaleEpoch, StorageError
 from atoll.storage.layout import ShardId
 
 log = logging.getLogger("atoll.gateway.datapath")
@@ -53,6 +53,10 @@ many stripes times (k + m) / k)."""
 
 READ_WINDOW_BYTES = 4 * 1024 * 1024
 """Object bytes fetched per window on a read (at least one stripe)."""
+
+MAP_WAIT_S = 2.0
+"""Longest a read waits for this node's map to catch up with a storage node's."""
+MAP_POLL_S = 0.05
 
 SHARD_TIMEOUT_S = 10.0
 """Longest wait for a storage node (each chunk or window of a shard stream)."""
@@ -93,6 +97,16 @@ class PartTarget:
 class WrittenPart:
     size: int
     durable: tuple[int, ...]
+
+
+class _Short(Exception):
+    """Fewer than k shards of a window could be read (and whether a node refused the
+    routing epoch)."""
+
+    def __init__(self, message: str, stale: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.stale = stale
 
 
 class _Codecs(threading.local):
@@ -348,17 +362,67 @@ class DataPath:
         return memoryview(out)
 
     async def fetch(
-        self, target: PartTarget, size: int, window: range, durable: Sequence[int]
+        self,
+        target: PartTarget,
+        size: int,
+        window: range,
+        durable: Sequence[int],
+        *,
+        follow_map: bool = True,
     ) -> dict[int, memoryview]:
         """Shards of the window's stripes (each the window's span of its shard file,
         `window_span`): the first k of `durable` in index order (the data shards) if
-        they all read, else any k of `durable`, fetched in rounds until k are in hand.
-        Raises `ServiceUnavailable` when fewer than k can be read."""
+        they all read, else any k of `durable`, fetched in rounds until k are in hand;
+        shards on devices the map says cannot serve are tried last. Raises
+        `ServiceUnavailable` when fewer than k can be read.
+
+        A storage node that refuses the routing epoch holds a newer map, in which the
+        PG table changed: with `follow_map`, the read waits (up to `MAP_WAIT_S`) for
+        this node's map to catch up, takes the PG's members from it, and tries again
+        once (shard `i` is still position `i`)."""
+        for attempt in (1, 2):
+            try:
+                return await self._fetch_round(target, size, window, durable)
+            except _Short as short:
+                if not (follow_map and short.stale and attempt == 1):
+                    raise ServiceUnavailable(short.message) from None
+                target = await self._retarget(target)
+        raise AssertionError("unreachable")
+
+    async def _retarget(self, target: PartTarget) -> PartTarget:
+        # The map comes from a callable (the node agent's), without a change event:
+        # polled, for at most MAP_WAIT_S.
+        deadline = asyncio.get_running_loop().time() + MAP_WAIT_S
+        while self._map().epoch <= target.epoch and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(MAP_POLL_S)
+        m = self._map()
+        table = m.pg_tables.get(target.pool_id)
+        if table is None or target.pg >= len(table.members):
+            return target
+        return dataclasses.replace(target, members=table.members[target.pg], epoch=m.epoch)
+
+    def _readable(self, device_id: int) -> bool:
+        """Whether the map lets a read go to the device (its node up or draining, the
+        device not failed)."""
+        m = self._map()
+        device = m.devices.get(device_id)
+        node = m.nodes.get(device.node_id) if device is not None else None
+        return (
+            device is not None
+            and node is not None
+            and device.state != DEVICE_FAILED
+            and node.state in (NODE_UP, NODE_DRAINING)
+        )
+
+    async def _fetch_round(
+        self, target: PartTarget, size: int, window: range, durable: Sequence[int]
+    ) -> dict[int, memoryview]:
         layout = target.layout
         offset, length = window_span(layout, size, window)
         got: dict[int, memoryview] = {}
         errors: dict[int, str] = {}
-        candidates = sorted(durable)
+        stale = False
+        candidates = sorted(durable, key=lambda i: (not self._readable(target.members[i]), i))
         wanted = candidates[: target.k]
         while len(got) < target.k:
             results = await asyncio.gather(
@@ -368,16 +432,20 @@ class DataPath:
             for i, result in zip(wanted, results, strict=True):
                 if isinstance(result, memoryview):
                     got[i] = result
-                elif isinstance(result, (*_SHARD_ERRORS, ServiceUnavailable)):
+                elif isinstance(result, ServiceUnavailable):
+                    errors[i] = str(result)  # the map says so: no need to log each
+                elif isinstance(result, _SHARD_ERRORS):
                     errors[i] = str(result)
+                    stale = stale or isinstance(result, StaleEpoch)
                     log.warning("read of %s failed: %s", target.shard(i), result)
                 elif isinstance(result, BaseException):
                     raise result
             left = [i for i in candidates if i not in got and i not in errors]
             if len(got) + len(left) < target.k:
-                raise ServiceUnavailable(
+                raise _Short(
                     f"{target.bucket}/{target.key} part {target.part_number}: only "
-                    f"{len(got)} of {target.k} needed shards readable: {sorted(errors.items())}"
+                    f"{len(got)} of {target.k} needed shards readable: {sorted(errors.items())}",
+                    stale,
                 )
             wanted = left[: target.k - len(got)]
         return got

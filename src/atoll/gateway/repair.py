@@ -66,7 +66,7 @@ from atoll.objects.manifest import (
 from atoll.proto import meta_pb2
 from atoll.rpc import RpcCaller, RpcError, RpcPool
 from atoll.storage import StorageClient
-from atoll.storage.errors import StorageError
+from atoll.storage.errors import StaleEpoch, StorageError
 from atoll.storage.layout import ShardId
 from atoll.storage.messages import DeviceInfo, ShardInfo
 
@@ -469,8 +469,16 @@ class Repairer:
             except NodeNotUp:
                 return None  # a member known to be down: its shards are counted out
             except _ERRORS as err:
-                log.info(
-                    "repair: cannot list pg %d.%d on device %d: %s", pool_id, pg, device_id, err
+                # A refused epoch (the other node's map is newer) is routine while a
+                # table changes: the next pass lists with the newer map.
+                level = logging.DEBUG if isinstance(err, StaleEpoch) else logging.INFO
+                log.log(
+                    level,
+                    "repair: cannot list pg %d.%d on device %d: %s",
+                    pool_id,
+                    pg,
+                    device_id,
+                    err,
                 )
                 unlisted.add(position)
                 return None
@@ -650,7 +658,7 @@ class Repairer:
 
         async def blocks() -> AsyncGenerator[tuple[bytes | memoryview, int], None]:
             for window in read_windows(target, range(layout.stripe_count(size))):
-                shards = await self._data.fetch(target, size, window, sources)
+                shards = await self._data.fetch(target, size, window, sources, follow_map=False)
                 built = await loop.run_in_executor(
                     None, rebuild_blocks, layout, size, window, shards, position
                 )

@@ -8,7 +8,7 @@ against its quiet value. Writes bench/results/repair.md and repair.json
 
 Two runs, each on a fresh cluster (started, filled, measured, stopped):
 
-- **unthrottled** (`--set repair_bytes_per_s=0`): fill, wait until healthy, quiet GET
+- **unthrottled** (`--set repair_bytes_per_s=0 --set repair_shards_max=6`): fill, wait until healthy, quiet GET
   latency, `kill -9` the victim, poll status every 0.5 s until no PG is degraded; no
   foreground load during repair.
 - **default limit** (`repair_bytes_per_s` not set: the node default): the same, with
@@ -637,6 +637,9 @@ async def watch_repair(
 # -- one run -----------------------------------------------------------------------------------
 
 
+UNTHROTTLED_SHARDS = 6
+
+
 def settings_for(args: argparse.Namespace, rate: int | None) -> list[str]:
     settings = [
         f"down_after_s={args.down_after:g}",
@@ -644,7 +647,8 @@ def settings_for(args: argparse.Namespace, rate: int | None) -> list[str]:
         "repair_interval_s=1",
     ]
     if rate is not None:
-        settings.append(f"repair_bytes_per_s={rate}")
+        # Rate limits off: no byte rate, and as many shards at once as help.
+        settings += [f"repair_bytes_per_s={rate}", f"repair_shards_max={UNTHROTTLED_SHARDS}"]
     return settings
 
 
@@ -1027,7 +1031,11 @@ def render(report: dict[str, Any]) -> str:
         limit = next(
             (s.split("=", 1)[1] for s in r["settings"] if s.startswith("repair_bytes_per_s")), None
         )
-        limit_text = "0 (no limit)" if limit == "0" else (limit or "default (64 MiB/s per node)")
+        limit_text = (
+            "0 (no limit)"
+            if limit == "0"
+            else (limit or "default (32 MiB/s, 2 shards at once, per node)")
+        )
         if rep is None:
             add(f"| {name} | {limit_text} | failed | | | | | | | | | | | | |")
             continue

@@ -84,10 +84,13 @@ _ERRORS = (StorageError, RpcError, OSError, ServiceUnavailable, KvError, Objects
 
 @dataclasses.dataclass(frozen=True)
 class RepairConfig:
-    bytes_per_s: int = 64 << 20
+    bytes_per_s: int = 32 << 20
     """Rebuilt shard bytes per second on this node; 0 = no limit."""
     pgs_max: int = 2
     """PGs rebuilt at once on this node."""
+    shards_max: int = 2
+    """Shards rebuilt at once on this node (over all its PGs): each is a pipeline of
+    reads from k nodes, a decode and a local write, mostly waiting on the network."""
     interval_s: float = 5.0
     """Pause between passes (a map change ends it early)."""
     list_concurrency: int = 8
@@ -98,6 +101,8 @@ class RepairConfig:
 
     def __post_init__(self) -> None:
         if self.bytes_per_s < 0 or not 1 <= self.pgs_max <= 64 or not self.interval_s > 0:
+            raise ValueError(f"repair: bad config {self}")
+        if not 1 <= self.shards_max <= 64:
             raise ValueError(f"repair: bad config {self}")
         if not 1 <= self.list_concurrency <= 64:
             raise ValueError(f"repair: list_concurrency {self.list_concurrency} not in 1..64")
@@ -244,6 +249,7 @@ class NodeNotUp(ServiceUnavailable):
 
 
 _Record = tuple[bytes, bytes, RepairRecord]  # key, value, decoded
+_DONE = 1 << 30  # a queue entry after every PG's (endangerment is at most k + m)
 _Plan = tuple[int, int, int, "PgListing", list[int], list[tuple[PartRef, int]]]
 # endangerment, pool id, pg, listing, local positions, (part, position) to rebuild
 
@@ -276,6 +282,7 @@ class Repairer:
         self._data = DataPath(pool, cluster_map)
         self._data.use_local(node_id, local)
         self._bucket = TokenBucket(config.bytes_per_s)
+        self._shard_slots = asyncio.Semaphore(config.shards_max)
         self._meter = RateMeter()
         # (pool, pg) -> the members it was verified with, and when (clock seconds).
         self._verified: dict[tuple[int, int], tuple[tuple[int, ...], float]] = {}
@@ -361,18 +368,21 @@ class Repairer:
         records, records_complete = await self._records(m)
         work: list[tuple[int, int, tuple[int, ...], list[int]]] = []
         held_here: set[tuple[int, int]] = set()
+        named: set[tuple[int, int]] = set()
         for pool_id, table in sorted(m.pg_tables.items()):
             for pg, members in enumerate(table.members):
                 positions = [i for i, d in enumerate(members) if d in local]
                 if not positions:
                     continue
                 held_here.add((pool_id, pg))
-                named = any(
+                is_named = any(
                     i in r.missed for _, _, r in records.get((pool_id, pg), ()) for i in positions
                 )
+                if is_named:
+                    named.add((pool_id, pg))
                 verified = self._verified.get((pool_id, pg))
                 if (
-                    named
+                    is_named
                     or verified is None
                     or verified[0] != members
                     or now - verified[1] > self.config.reverify_after_s
@@ -382,41 +392,57 @@ class Repairer:
         # (and removed); should the PG come back with the very same members, it is
         # checked again, not taken as verified.
         self._verified = {pg: v for pg, v in self._verified.items() if pg in held_here}
+        # Listing and rebuilding overlap: each PG goes into a priority queue as soon as
+        # it is listed, and `pgs_max` workers take the most endangered one listed so far
+        # (so the order is the global one when listing is quicker than rebuilding, as
+        # it is, and no PG waits for every other to be listed).
         semaphore = asyncio.Semaphore(self.config.list_concurrency)
-
-        async def listed(item: tuple[int, int, tuple[int, ...], list[int]]) -> PgListing:
-            async with semaphore:
-                return await self.list_pg(m, item[0], item[1], item[2])
-
-        listings = await asyncio.gather(*(listed(item) for item in work))
-        plans: list[_Plan] = []
-        backlog = 0
-        for (pool_id, pg, _, positions), listing in zip(work, listings, strict=True):
-            forced = _forced(records.get((pool_id, pg), ()), positions)
-            missing = listing.missing(positions, forced)
-            parts = listing.parts()
-            backlog += sum(parts[p].shard_bytes for p, _ in missing if p in parts)
-            plans.append((listing.endangerment(), pool_id, pg, listing, positions, missing))
-        plans.sort(key=lambda plan: plan[:3])
-        self._in_progress = {(plan[1], plan[2]) for plan in plans if plan[5]}
-        self.bytes_to_repair = backlog
-        stats.pgs_checked = len(plans)
+        queue: asyncio.PriorityQueue[tuple[int, int, int]] = asyncio.PriorityQueue()
+        plans: dict[tuple[int, int], _Plan] = {}
         incomplete: set[tuple[int, int]] = set()
-        pg_semaphore = asyncio.Semaphore(self.config.pgs_max)
+        self._in_progress = {(pool_id, pg) for pool_id, pg, _, _ in work if (pool_id, pg) in named}
+        self.bytes_to_repair = 0
+        stats.pgs_checked = len(work)
+
+        async def list_one(item: tuple[int, int, tuple[int, ...], list[int]]) -> None:
+            pool_id, pg, members, positions = item
+            async with semaphore:
+                listing = await self.list_pg(m, pool_id, pg, members)
+            missing = listing.missing(positions, _forced(records.get((pool_id, pg), ()), positions))
+            parts = listing.parts()
+            self.bytes_to_repair += sum(parts[p].shard_bytes for p, _ in missing if p in parts)
+            if missing:
+                self._in_progress.add((pool_id, pg))
+            endangerment = listing.endangerment()
+            plans[(pool_id, pg)] = (endangerment, pool_id, pg, listing, positions, missing)
+            queue.put_nowait((endangerment, pool_id, pg))
+
+        async def lister() -> None:
+            try:
+                await asyncio.gather(*(list_one(item) for item in work))
+            finally:
+                for _ in range(self.config.pgs_max):
+                    queue.put_nowait((_DONE, -1, -1))  # after every real entry
 
         async def repair(plan: _Plan) -> None:
             _, pool_id, pg, listing, positions, missing = plan
-            async with pg_semaphore:
-                ok = await self._repair_pg(
-                    m, listing, missing, records.get((pool_id, pg), ()), positions, stats
-                )
+            ok = await self._repair_pg(
+                m, listing, missing, records.get((pool_id, pg), ()), positions, stats
+            )
             self._in_progress.discard((pool_id, pg))
             if ok and listing.complete:
                 self._verified[(pool_id, pg)] = (listing.members, now)
             else:
                 incomplete.add((pool_id, pg))
 
-        await asyncio.gather(*(repair(plan) for plan in plans))
+        async def worker() -> None:
+            while True:
+                _, pool_id, pg = await queue.get()
+                if pool_id < 0:
+                    return
+                await repair(plans.pop((pool_id, pg)))
+
+        await asyncio.gather(lister(), *(worker() for _ in range(self.config.pgs_max)))
         stats.incomplete = incomplete
         self.incomplete = frozenset(incomplete)
         self._in_progress.clear()
@@ -538,30 +564,42 @@ class Repairer:
         for _, _, r in records:
             part_missed = missed.setdefault((r.bucket, r.key, r.version_id, r.part_number), set())
             part_missed.update(r.missed)
-        ok = True
-        for part, position in missing:
-            try:
-                if not await self.referenced(part, references):
-                    dead.add(part)
-                    continue
-                durable = self.durable_set(part, references)
-                await self.rebuild(
-                    m, listing, part, position, stats, trusted=durable, distrust=missed.get(part)
-                )
-                rebuilt.add((part, position))
-            except _ERRORS as err:
-                ok = False
-                stats.failures += 1
-                log.warning(
-                    "repair: %s/%s part %d shard %d of pg %d.%d not rebuilt: %s",
-                    part[0],
-                    part[1],
-                    part[3],
-                    position,
-                    listing.pool_id,
-                    listing.pg,
-                    err,
-                )
+        failed = False
+
+        async def one(part: PartRef, position: int) -> None:
+            nonlocal failed
+            async with self._shard_slots:
+                try:
+                    if not await self.referenced(part, references):
+                        dead.add(part)
+                        return
+                    durable = self.durable_set(part, references)
+                    await self.rebuild(
+                        m,
+                        listing,
+                        part,
+                        position,
+                        stats,
+                        trusted=durable,
+                        distrust=missed.get(part),
+                    )
+                    rebuilt.add((part, position))
+                except _ERRORS as err:
+                    failed = True
+                    stats.failures += 1
+                    log.warning(
+                        "repair: %s/%s part %d shard %d of pg %d.%d not rebuilt: %s",
+                        part[0],
+                        part[1],
+                        part[3],
+                        position,
+                        listing.pool_id,
+                        listing.pg,
+                        err,
+                    )
+
+        await asyncio.gather(*(one(part, position) for part, position in missing))
+        ok = not failed
         for key, value, record in records:
             part = (record.bucket, record.key, record.version_id, record.part_number)
             try:
@@ -656,17 +694,33 @@ class Repairer:
         device_id = listing.members[position]
         loop = asyncio.get_running_loop()
 
+        def fetch(window: range) -> asyncio.Task[dict[int, memoryview]]:
+            return asyncio.create_task(
+                self._data.fetch(target, size, window, sources, follow_map=False)
+            )
+
         async def blocks() -> AsyncGenerator[tuple[bytes | memoryview, int], None]:
-            for window in read_windows(target, range(layout.stripe_count(size))):
-                shards = await self._data.fetch(target, size, window, sources, follow_map=False)
-                built = await loop.run_in_executor(
-                    None, rebuild_blocks, layout, size, window, shards, position
-                )
-                wait = self._bucket.delay(self._clock(), sum(len(b) for b, _ in built))
-                if wait > 0:
-                    await self._sleep(wait)
-                for block in built:
-                    yield block
+            # The next window's shards are fetched while this one is decoded and written.
+            windows = read_windows(target, range(layout.stripe_count(size)))
+            pending = fetch(windows[0]) if windows else None
+            try:
+                for n, window in enumerate(windows):
+                    assert pending is not None
+                    shards = await pending
+                    pending = fetch(windows[n + 1]) if n + 1 < len(windows) else None
+                    built = await loop.run_in_executor(
+                        None, rebuild_blocks, layout, size, window, shards, position
+                    )
+                    wait = self._bucket.delay(self._clock(), sum(len(b) for b, _ in built))
+                    if wait > 0:
+                        await self._sleep(wait)
+                    for block in built:
+                        yield block
+            finally:
+                if pending is not None:
+                    pending.cancel()
+                    with contextlib.suppress(BaseException):
+                        await pending
 
         shard = target.shard(position)
         stream = blocks()

@@ -18,7 +18,8 @@ rack = ""                        # optional
 heartbeat_interval_s = 1.0       # optional: heartbeats to the meta leader
 down_after_s = 30.0              # optional: a node silent this long is marked down
 out_after_s = 600.0              # optional: a node down this long is marked out (its PGs move)
-repair_bytes_per_s = 67108864    # optional: rebuilt shard bytes per second on this node (0: no limit)
+repair_bytes_per_s = 33554432    # optional: rebuilt shard bytes per second on this node (0: no limit)
+repair_shards_max = 2            # optional: shards this node rebuilds at once
 repair_pgs_max = 2               # optional: PGs this node rebuilds at once
 repair_interval_s = 5.0          # optional: pause between repair passes
 scrub_bytes_per_s = 33554432     # optional: shard bytes the background scrub reads per second (0: no limit)
@@ -110,7 +111,8 @@ class NodeConfig:
     heartbeat_interval_s: float = 1.0
     down_after_s: float = 30.0
     out_after_s: float = 600.0
-    repair_bytes_per_s: int = 64 << 20
+    repair_bytes_per_s: int = 32 << 20
+    repair_shards_max: int = 2
     repair_pgs_max: int = 2
     repair_interval_s: float = 5.0
     scrub_bytes_per_s: int = 32 << 20
@@ -186,7 +188,8 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
             heartbeat_interval_s=float(data.get("heartbeat_interval_s", 1.0)),
             down_after_s=float(data.get("down_after_s", 30.0)),
             out_after_s=float(data.get("out_after_s", 600.0)),
-            repair_bytes_per_s=int(data.get("repair_bytes_per_s", 64 << 20)),
+            repair_bytes_per_s=int(data.get("repair_bytes_per_s", 32 << 20)),
+            repair_shards_max=int(data.get("repair_shards_max", 2)),
             repair_pgs_max=int(data.get("repair_pgs_max", 2)),
             repair_interval_s=float(data.get("repair_interval_s", 5.0)),
             scrub_bytes_per_s=int(data.get("scrub_bytes_per_s", 32 << 20)),
@@ -218,6 +221,8 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
         raise ConfigFileError(f"{source}: need down_after_s < out_after_s")
     if config.repair_bytes_per_s < 0 or not 1 <= config.repair_pgs_max <= 64:
         raise ConfigFileError(f"{source}: need repair_bytes_per_s >= 0 and repair_pgs_max in 1..64")
+    if not 1 <= config.repair_shards_max <= 64:
+        raise ConfigFileError(f"{source}: need repair_shards_max in 1..64")
     if not config.repair_interval_s > 0:
         raise ConfigFileError(f"{source}: need repair_interval_s > 0")
     if config.scrub_bytes_per_s < 0 or not config.scrub_interval_s > 0:

@@ -260,6 +260,7 @@ async def _serve_storage(
         config=RepairConfig(
             bytes_per_s=config.repair_bytes_per_s,
             pgs_max=config.repair_pgs_max,
+            shards_max=config.repair_shards_max,
             interval_s=config.repair_interval_s,
         ),
     )

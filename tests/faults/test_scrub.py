@@ -52,7 +52,15 @@ def test_flipped_and_truncated_shards_are_read_around_then_found_and_rebuilt_by_
         assert (errors, repaired, unrepaired) == (0, 0, 0), out
         assert blocks > 0
 
-        big = [p for p in cluster.shard_files() if p.stat().st_size > 512 << 10]
+        # Data shards of the standard pool (4+2: indexes 0-3, in PG directories "1.N"),
+        # which every GET of their object reads: a bad one forces a degraded read.
+        big = [
+            p
+            for p in cluster.shard_files()
+            if p.parent.name.startswith("1.")
+            and int(p.name.split(".")[2]) < 4
+            and p.stat().st_size > 512 << 10
+        ]
         flipped, cut = big[0], big[len(big) // 2]
         assert flipped.parent != cut.parent  # two PGs
         flip_middle_byte(flipped)

@@ -32,11 +32,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import math
 import os
-import platform
 import random
 import re
 import shutil
@@ -51,7 +49,33 @@ from pathlib import Path
 from typing import Any
 
 from kv_clusters import machine_cpu_s, tree_cpu_s
-from s3 import LeanClient, S3Failure, _git_rev, _others_running, _percentile
+from s3 import (
+    GIB,
+    MB,
+    MIB,
+    RESULTS,
+    LeanClient,
+    S3Failure,
+    _fmt,
+    _met,
+    _own_cpu_s,
+    cancel_on_sigterm,
+    df_line,
+    latency_ms,
+    load_and_others,
+    node_log_lines,
+    others_seen,
+    render_failure,
+    render_machine,
+    report_start,
+    run_main,
+    spawn_dev,
+    stop_dev,
+    wait_dev,
+    write_report,
+)
+from s3 import _say as say
+from s3 import machine_info as s3_machine_info
 
 try:
     from atoll.meta.client import MetaClient
@@ -59,11 +83,6 @@ except ImportError:  # not installed: use the checkout's src/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from atoll.meta.client import MetaClient
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-RESULTS = BENCH / "results"
-KIB, MIB, GIB = 1024, 1024 * 1024, 1024 * 1024 * 1024
-MB = 1e6
 BUCKET = "repairbench"
 READ_BYTES = 1 * MIB  # the foreground GETs: whole 1 MiB objects
 BASE_BYTES = 64 * MIB  # every object is a slice of one random buffer, at its own offset
@@ -89,10 +108,6 @@ RUNS = (
     ("unthrottled", 0, False),
     ("default_limit", None, True),
 )
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 # -- the cluster -------------------------------------------------------------------------------
@@ -130,22 +145,13 @@ class DevCluster:
         started = time.monotonic()
         self.dir = Path(tempfile.mkdtemp(prefix="atoll-repair-bench-", dir=self.base))
         out = self.dir / "dev.log"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
-        env["PYTHONUNBUFFERED"] = "1"
-        with out.open("wb") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + DEV_START_TIMEOUT_S
-        while ANNOUNCEMENT not in out.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = out.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"atoll dev did not come up (exit {self.proc.poll()}):\n{tail}")
-            time.sleep(0.2)
+        self.proc = spawn_dev(self.command(), out, {"PYTHONUNBUFFERED": "1"})
+        wait_dev(
+            self.proc,
+            out,
+            lambda: ANNOUNCEMENT in out.read_text(errors="replace"),
+            DEV_START_TIMEOUT_S,
+        )
         self.document = json.loads((self.root / "cluster.json").read_text())
         return time.monotonic() - started
 
@@ -195,15 +201,7 @@ class DevCluster:
         for pid in self.leftovers():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGCONT)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(DEV_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                say("atoll dev did not stop in time: SIGKILL to its session")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # its group: it is still alive
-                proc.wait(10)
+        stop_dev(proc, DEV_STOP_TIMEOUT_S, say)
         for pid in self.leftovers():
             say(f"SIGKILL to pid {pid}, left over")
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -236,22 +234,19 @@ def read_logs(root: Path) -> dict[str, Any]:
     line."""
     events: list[str] = []
     kinds: dict[str, list[Any]] = {}
-    for log_file in sorted(root.glob("node-*/node.log")):
-        node = log_file.parent.name
-        with contextlib.suppress(OSError):
-            for line in log_file.read_text(errors="replace").splitlines():
-                if _EVENT.search(line):
-                    events.append(f"{node}: {line.strip()[:300]}")
-                if _COUNTED.search(line):
-                    level = _LEVEL.search(line)
-                    message = line[level.end() :] if level else line
-                    for pattern, blank in _BLANK:
-                        message = pattern.sub(blank, message)
-                    kind = message.strip()[:160]
-                    if kind in kinds:
-                        kinds[kind][0] += 1
-                    else:
-                        kinds[kind] = [1, f"{node}: {line.strip()[:400]}"]
+    for node, line in node_log_lines(root):
+        if _EVENT.search(line):
+            events.append(f"{node}: {line.strip()[:300]}")
+        if _COUNTED.search(line):
+            level = _LEVEL.search(line)
+            message = line[level.end() :] if level else line
+            for pattern, blank in _BLANK:
+                message = pattern.sub(blank, message)
+            kind = message.strip()[:160]
+            if kind in kinds:
+                kinds[kind][0] += 1
+            else:
+                kinds[kind] = [1, f"{node}: {line.strip()[:400]}"]
     events.sort(key=lambda e: e.split(": ", 1)[1])
     if len(events) > EVENTS_MAX:
         half = EVENTS_MAX // 2
@@ -285,14 +280,6 @@ class Objects:
     def body(self, spec: tuple[int, int]) -> memoryview:
         offset, size = spec
         return self.base[offset : offset + size]
-
-
-async def create_bucket(client: LeanClient) -> None:
-    try:
-        await client.call(0, "PUT", f"/{BUCKET}", 60.0, memoryview(b""))
-    except S3Failure as err:
-        if "BucketAlreadyOwnedByYou" not in err.kind:
-            raise
 
 
 async def fill(
@@ -419,9 +406,7 @@ def latency_summary(samples: list[Sample], seconds: float) -> dict[str, Any]:
         "failed": sum(1 for s in samples if not s.ok),
         "seconds": seconds,
         "gets_per_s": len(ok) / seconds if seconds > 0 else math.nan,
-        "p50_ms": _percentile(ok, 0.50),
-        "p99_ms": _percentile(ok, 0.99),
-        "max_ms": ok[-1] if ok else math.nan,
+        **latency_ms(ok),
     }
 
 
@@ -445,7 +430,7 @@ process's, and the whole machine's busy time."""
 
 
 def cpu_now(cluster: DevCluster) -> Cpu:
-    return cluster.cpu_s(), _own_cpu_s(), machine_cpu_s()[0]
+    return cluster.cpu_s(), sum(_own_cpu_s()), machine_cpu_s()[0]
 
 
 def cpu_pct(a: Cpu, b: Cpu, wall_s: float) -> dict[str, float]:
@@ -470,11 +455,6 @@ class CpuMeter:
 
     def read(self) -> dict[str, float]:
         return cpu_pct(self.cpu0, cpu_now(self.cluster), time.monotonic() - self.t0)
-
-
-def _own_cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -662,8 +642,7 @@ async def one_run(
         "settings": cluster.settings,
         "command": "atoll " + " ".join(cluster.command("DIR")[3:]),
         "foreground_during_repair": foreground,
-        "load_before": os.getloadavg(),
-        "others_running_before": _others_running(),
+        **load_and_others("before"),
     }
     meta: MetaClient | None = None
     try:
@@ -678,7 +657,7 @@ async def one_run(
             LeanClient(endpoints, *keys) as writer,
             LeanClient([cluster.node(1)["s3"]], *keys) as reader,
         ):
-            await create_bucket(writer)
+            await writer.create_bucket(BUCKET, 60.0)
             total = int(args.gib * GIB)
             record["fill"] = await fill(
                 writer, objects, total, args.object_mib * MIB, args.read_objects, args.fill_conc
@@ -760,8 +739,7 @@ async def one_run(
                 await meta.close()
         await asyncio.to_thread(cluster.stop)
         record["log"] = cluster.log
-        record["load_after"] = os.getloadavg()
-        record["others_running_after"] = _others_running()
+        record.update(load_and_others("after"))
         say(f"{name}: stopped")
     if record.get("after"):
         after = record.pop("after")
@@ -791,32 +769,12 @@ def phases(fg: Foreground, killed: float, r: dict[str, Any]) -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB,
-        "platform": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "atoll": _git_rev(),
-        "tmp": disk_of(Path(tempfile.gettempdir())),
-    }
+    return s3_machine_info(clients=False) | {"tmp": disk_of(Path(tempfile.gettempdir()))}
 
 
 def disk_of(path: Path) -> str:
     with contextlib.suppress(OSError):
-        lines = subprocess.run(
-            ["df", "--output=source,fstype,target", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.splitlines()
+        lines = df_line(path, 10)
         if lines:
             return " ".join(lines[-1].split())
     return ""
@@ -824,12 +782,9 @@ def disk_of(path: Path) -> str:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
-    report: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "load_before": os.getloadavg(),
-        "others_running_before": _others_running(),
-        "args": {
+    report = report_start(
+        machine_info,
+        {
             "quick": args.quick,
             "gib": args.gib,
             "object_mib": args.object_mib,
@@ -841,13 +796,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "out_after_s": args.out_after,
             "victim": args.victim,
         },
-        "runs": {},
-    }
+    )
+    report["runs"] = {}
     base = memoryview(random.Random(1).randbytes(BASE_BYTES))
     for name, rate, foreground in RUNS:
         report["runs"][name] = await one_run(name, rate, foreground, args, base)
-    report["load_after"] = os.getloadavg()
-    report["others_running_after"] = _others_running()
+    report.update(load_and_others("after"))
     report["run_s"] = time.monotonic() - started
     report["verdicts"] = verdicts(report)
     return report
@@ -886,25 +840,14 @@ def main() -> int:
     args.repair_timeout = args.repair_timeout or (120.0 if quick else 600.0)
     if args.out is None:
         args.out = RESULTS / ("repair-quick.json" if quick else "repair.json")
-    try:
-        return asyncio.run(_main(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        say("interrupted")
-        return 130
-    finally:
-        for cluster in CLUSTERS:  # idempotent: a no-op for what is stopped
-            cluster.stop()
+    return run_main(_main(args), CLUSTERS)
 
 
 async def _main(args: argparse.Namespace) -> int:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    cancel_on_sigterm()
     report = await run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
-    args.out.with_suffix(".md").write_text(render(report))
-    say(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    write_report(report, args.out, render)
     for v in report["verdicts"]:
         say(f"{v['what']}: {v['value']} (target {v['target']}): {_met(v['met'])}")
     failed = [n for n, r in report["runs"].items() if "failure" in r]
@@ -957,16 +900,6 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
     return out
-
-
-def _fmt(value: Any, digits: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
-def _met(flag: bool | None) -> str:
-    return "n/a" if flag is None else ("**met**" if flag else "**not met**")
 
 
 def render(report: dict[str, Any]) -> str:
@@ -1131,28 +1064,8 @@ def render(report: dict[str, Any]) -> str:
     add("")
     add("## Environment")
     add("")
-    add(f"- date (UTC): {report['date']}")
-    add(
-        f"- nproc: {machine['nproc']}; cpu: {machine['cpu']}; memory: {machine['memory_gib']:.0f} GiB"
-    )
-    add(f"- data on: {machine.get('tmp', '')}")
-    add(f"- load average before: {' '.join(f'{v:.2f}' for v in report['load_before'])}")
-    add(f"- load average after: {' '.join(f'{v:.2f}' for v in report['load_after'])}")
-    for name, r in runs.items():
-        add(
-            f"- {name}: load before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f} (1-minute)"
-        )
-    others = sorted(
-        set(
-            report.get("others_running_before", [])
-            + report.get("others_running_after", [])
-            + [
-                c
-                for r in runs.values()
-                for c in r.get("others_running_before", []) + r.get("others_running_after", [])
-            ]
-        )
-    )
+    render_machine(report, runs, add, (f"- data on: {machine.get('tmp', '')}",))
+    others = others_seen(report, runs)
     if others:
         add(f"- **other work on the machine** during the run ({len(others)} command lines seen):")
         for cmd in others[:8]:
@@ -1193,11 +1106,7 @@ def render(report: dict[str, Any]) -> str:
     for name, r in runs.items():
         if "failure" in r:
             anything = True
-            add(f"- **{name} failed**:")
-            add("")
-            add("```")
-            add(r["failure"][-3000:])
-            add("```")
+            render_failure(name, r["failure"], add)
         for what, part in (
             ("fill", r.get("fill")),
             ("quiet GETs", r.get("quiet")),

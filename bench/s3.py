@@ -52,7 +52,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -627,9 +627,9 @@ class LeanClient:
         await self.call(worker, "GET", f"/{BUCKET}/{key}", timeout_s, sink=sink)
         return received
 
-    async def create_bucket(self) -> None:
+    async def create_bucket(self, bucket: str = BUCKET, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         try:
-            await self.call(0, "PUT", f"/{BUCKET}", CHECK_TIMEOUT_S, memoryview(b""))
+            await self.call(0, "PUT", f"/{bucket}", timeout_s, memoryview(b""))
         except S3Failure as err:
             if "BucketAlreadyOwnedByYou" not in err.kind:
                 raise
@@ -733,20 +733,11 @@ class AtollRunner:
     def start(self) -> Target:
         started = time.monotonic()
         self.dir = Path(tempfile.mkdtemp(prefix="atoll-s3-bench-", dir=self.base))
-        log = (self.dir / "dev.log").open("wb")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
         command = [sys.executable, "-m", "atoll.cli", "dev", "--dir", str(self.dir / "cluster")]
         command += ["--nodes", "3", "--devices-per-node", "2", "--s3-port", "0"]
-        self.proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        self.proc = spawn_dev(command, self.dir / "dev.log")
         cluster_file = self.dir / "cluster" / "cluster.json"
-        deadline = time.monotonic() + ATOLL_START_TIMEOUT_S
-        while not cluster_file.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self.dir / "dev.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"atoll dev did not come up (exit {self.proc.poll()}):\n{tail}")
-            time.sleep(0.2)
+        wait_dev(self.proc, self.dir / "dev.log", cluster_file.exists, ATOLL_START_TIMEOUT_S)
         cluster = json.loads(cluster_file.read_text())
         nodes = cluster["nodes"]
         proc = self.proc
@@ -768,15 +759,8 @@ class AtollRunner:
         )
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # atoll dev stops its nodes
-            try:
-                self.proc.wait(ATOLL_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
         if self.proc is not None:
+            stop_dev(self.proc, ATOLL_STOP_TIMEOUT_S)
             with contextlib.suppress(ProcessLookupError):  # anything left in its session
                 os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
@@ -787,6 +771,61 @@ class AtollRunner:
             self.dir = None
 
 
+def spawn_dev(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`command` (`atoll dev ...`) in a session of its own, its output to `log_path`, with
+    the checkout's src/ first on PYTHONPATH and `env` added to the environment."""
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *sys.path])}
+    full_env.update(env or {})
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+        )
+
+
+def wait_dev(
+    proc: subprocess.Popen[bytes], log_path: Path, ready: Callable[[], bool], timeout_s: float
+) -> None:
+    """Until `ready()`: RuntimeError with the log's tail if `proc` exits or `timeout_s`
+    passes first."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"atoll dev did not come up (exit {proc.poll()}):\n{tail}")
+        time.sleep(0.2)
+
+
+def stop_dev(
+    proc: subprocess.Popen[bytes], timeout_s: float, say: Callable[[str], None] | None = None
+) -> None:
+    """SIGTERM to `atoll dev` if it runs (it stops its nodes); SIGKILL to its session if it
+    has not exited within `timeout_s` (said through `say` if given)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            if say is not None:
+                say("atoll dev did not stop in time: SIGKILL to its session")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its group: it is still alive
+            proc.wait(10)
+
+
+def node_log_lines(cluster: Path) -> Iterator[tuple[str, str]]:
+    """(node, line) for every line of the node logs of the cluster in `cluster`, node by
+    node ("node-N"); a log that cannot be read is passed over."""
+    for log_file in sorted(cluster.glob("node-*/node.log")):
+        try:
+            text = log_file.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            yield log_file.parent.name, line
+
+
 _LOG_EVENT = re.compile(r"WARNING|ERROR|CRITICAL|Traceback|leads the|failed|lost|timed out")
 _LOG_NOISE = re.compile(r"bootstrap failed|join failed")
 LOG_EVENTS_MAX = 40
@@ -795,15 +834,11 @@ LOG_EVENTS_MAX = 40
 def _log_events(cluster: Path) -> list[str]:
     """The node log lines worth a reader's attention (leader changes, failures), after
     start-up's retries: "node N: line"."""
-    events: list[str] = []
-    for log_file in sorted(cluster.glob("node-*/node.log")):
-        node = log_file.parent.name
-        with contextlib.suppress(OSError):
-            events.extend(
-                f"{node}: {line.strip()[:300]}"
-                for line in log_file.read_text(errors="replace").splitlines()
-                if _LOG_EVENT.search(line) and not _LOG_NOISE.search(line)
-            )
+    events = [
+        f"{node}: {line.strip()[:300]}"
+        for node, line in node_log_lines(cluster)
+        if _LOG_EVENT.search(line) and not _LOG_NOISE.search(line)
+    ]
     return sorted(events, key=lambda e: e.split(": ", 1)[1])[:LOG_EVENTS_MAX]
 
 
@@ -959,6 +994,15 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[max(1, math.ceil(q * len(sorted_values))) - 1]
 
 
+def latency_ms(sorted_ms: list[float]) -> dict[str, float]:
+    """p50, p99 (nearest-rank) and max of sorted latencies in ms; NaN for none."""
+    return {
+        "p50_ms": _percentile(sorted_ms, 0.50),
+        "p99_ms": _percentile(sorted_ms, 0.99),
+        "max_ms": sorted_ms[-1] if sorted_ms else math.nan,
+    }
+
+
 @dataclass
 class Cell:
     """What a cell does: `op` on objects of `size` with `concurrency` requests in flight;
@@ -1093,9 +1137,7 @@ async def run_cell(
         "wall_s": wall_s,
         "ops_per_s": ops / window_s if ops else 0.0,
         "mb_per_s": sum(b for _, _, b in measured) / MB / window_s if ops else 0.0,
-        "p50_ms": _percentile(latencies, 0.50),
-        "p99_ms": _percentile(latencies, 0.99),
-        "max_ms": latencies[-1] if latencies else math.nan,
+        **latency_ms(latencies),
         "errors": dict(errors),
         "error_samples": samples,
         "drained": drained,
@@ -1384,17 +1426,24 @@ def disk_ceiling(base: Path, runs_count: int) -> dict[str, Any]:
         finally:
             os.close(fd)
             os.unlink(name)
-    fs = (
+    fs = df_line(base)
+    return {"path": str(base), "bytes": DISK_CEILING_BYTES, "mb_per_s": runs, "filesystem": fs}
+
+
+def df_line(path: Path, timeout_s: float | None = None) -> list[str]:
+    """`df`'s line (source, type, mount point) for the filesystem `path` is on: [line],
+    or [] if it printed none."""
+    return (
         subprocess.run(
-            ["df", "--output=source,fstype,target", str(base)],
+            ["df", "--output=source,fstype,target", str(path)],
             capture_output=True,
             text=True,
+            timeout=timeout_s,
             check=False,
         )
         .stdout.strip()
         .splitlines()[-1:]
     )
-    return {"path": str(base), "bytes": DISK_CEILING_BYTES, "mb_per_s": runs, "filesystem": fs}
 
 
 def _git_rev() -> str:
@@ -1435,24 +1484,45 @@ def _others_running() -> list[str]:
     return found
 
 
-def machine_info() -> dict[str, Any]:
+def load_and_others(when: str) -> dict[str, Any]:
+    """`load_<when>` (the load averages) and `others_running_<when>` (`_others_running`),
+    for a report or one of its records, `when` "before" or "after"."""
+    return {f"load_{when}": os.getloadavg(), f"others_running_{when}": _others_running()}
+
+
+def report_start(machine: Callable[[], dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
+    """A run's report as it starts: the date (UTC), `machine()`, the load and the other
+    work seen before, the run's `args`."""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **load_and_others("before"),
+        "args": args,
+    }
+
+
+def machine_info(clients: bool = True) -> dict[str, Any]:
+    """The machine, Python and Atoll's git rev; with `clients`, the versions of aiohttp,
+    boto3 and py-spy too (bench/repair.py uses none of them)."""
     cpu = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {
+    info: dict[str, Any] = {
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB,
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "aiohttp": aiohttp.__version__,
-        "boto3": _module_version("boto3"),
-        "py-spy": _py_spy_version(),
-        "atoll": _git_rev(),
     }
+    if clients:
+        info["aiohttp"] = aiohttp.__version__
+        info["boto3"] = _module_version("boto3")
+        info["py-spy"] = _py_spy_version()
+    info["atoll"] = _git_rev()
+    return info
 
 
 def _module_version(name: str) -> str:
@@ -1493,8 +1563,7 @@ async def measure_target(
 ) -> dict[str, Any]:
     """Start the target, check the lean client against boto3, run its cells (and, for
     Atoll, the profile cells), stop it."""
-    record: dict[str, Any] = {"target": runner.name, "load_before": os.getloadavg()}
-    record["others_running_before"] = _others_running()
+    record: dict[str, Any] = {"target": runner.name, **load_and_others("before")}
     try:
         say(f"{runner.name}: starting")
         target = await asyncio.to_thread(runner.start)
@@ -1522,8 +1591,7 @@ async def measure_target(
         await asyncio.to_thread(runner.stop)
         if isinstance(runner, AtollRunner):
             record["log_events"] = runner.log_events
-        record["load_after"] = os.getloadavg()
-        record["others_running_after"] = _others_running()
+        record.update(load_and_others("after"))
         say(f"{runner.name}: stopped")
     return record
 
@@ -1722,19 +1790,16 @@ def _cell_line(r: dict[str, Any]) -> str:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     say = _say
     started = time.monotonic()
-    report: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "load_before": os.getloadavg(),
-        "others_running_before": _others_running(),
-        "args": {
+    report = report_start(
+        machine_info,
+        {
             "seconds": args.seconds,
             "warm_up_s": args.warm_up,
             "quick": args.quick,
             "only": args.only,
             "quiet_wait_s": args.quiet_wait,
         },
-    }
+    )
     report["signer"] = check_signer()
     say(f"signer matches sign_request; {report['signer']['lean_us']:.0f} µs per request")
     report["disk"] = await asyncio.to_thread(disk_ceiling, Path(args.tmp), DISK_RUNS)
@@ -1752,8 +1817,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     say(
         f"disk ceiling at the end: {', '.join(f'{v:.0f}' for v in report['disk_after']['mb_per_s'])} MB/s"
     )
-    report["load_after"] = os.getloadavg()
-    report["others_running_after"] = _others_running()
+    report.update(load_and_others("after"))
     report["run_s"] = time.monotonic() - started
     return report
 
@@ -1794,24 +1858,41 @@ def main() -> int:
         args.seconds, args.warm_up = QUICK_SECONDS, QUICK_WARM_UP_S
     if (args.quick or args.only) and args.out == RESULTS / "s3.json":
         args.out = RESULTS / f"s3-{'quick' if args.quick else args.only}.json"
+    return run_main(_main(args), RUNNERS)
+
+
+def run_main(main: Coroutine[Any, Any, int], started: list[Any]) -> int:
+    """Run `main` (which calls `cancel_on_sigterm`): its exit code, 130 on Ctrl-C or
+    SIGTERM; whatever happens, `stop()` every one of `started` (what the run started,
+    each stop idempotent: a no-op for what is stopped)."""
     try:
-        return asyncio.run(_main(args))
+        return asyncio.run(main)
     except (KeyboardInterrupt, asyncio.CancelledError):
         _say("interrupted")
         return 130
     finally:
-        for runner in RUNNERS:  # stop() is idempotent: a no-op for what is stopped
+        for runner in started:
             runner.stop()
 
 
-async def _main(args: argparse.Namespace) -> int:
+def cancel_on_sigterm() -> None:
+    """SIGTERM cancels the current task (the run's main one), as Ctrl-C would."""
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
+def write_report(report: dict[str, Any], out: Path, render: Callable[[Any], str]) -> None:
+    """The report's JSON to `out`, its markdown (`render`) beside it."""
+    out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    out.with_suffix(".md").write_text(render(report))
+    _say(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+async def _main(args: argparse.Namespace) -> int:
+    cancel_on_sigterm()
     report = await run(args)
-    args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
-    args.out.with_suffix(".md").write_text(render(report))
-    _say(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    write_report(report, args.out, render)
     return 0
 
 
@@ -1906,28 +1987,8 @@ def render(report: dict[str, Any]) -> str:
         add("")
     add("## Environment")
     add("")
-    add(f"- date (UTC): {report['date']}")
-    add(
-        f"- nproc: {machine['nproc']}; cpu: {machine['cpu']}; memory: {machine['memory_gib']:.0f} GiB"
-    )
-    add(f"- load average before: {' '.join(f'{v:.2f}' for v in report['load_before'])}")
-    add(f"- load average after: {' '.join(f'{v:.2f}' for v in report['load_after'])}")
-    for name, record in targets.items():
-        add(
-            f"- {name}: load before {record['load_before'][0]:.2f}, after {record['load_after'][0]:.2f}"
-            f" (1-minute)"
-        )
-    others = sorted(
-        set(
-            report.get("others_running_before", [])
-            + report.get("others_running_after", [])
-            + [
-                c
-                for r in targets.values()
-                for c in r.get("others_running_before", []) + r.get("others_running_after", [])
-            ]
-        )
-    )
+    render_machine(report, targets, add)
+    others = others_seen(report, targets)
     if others:
         add(
             f"- **other work on the machine** during the run (test runs, benchmarks; {len(others)}"
@@ -2070,6 +2131,46 @@ def render(report: dict[str, Any]) -> str:
     _render_profiles(report, add)
     _render_errors(report, add)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_machine(
+    report: dict[str, Any],
+    records: dict[str, dict[str, Any]],
+    add: Callable[[str], None],
+    more: tuple[str, ...] = (),
+) -> None:
+    """The Environment lines on the date, the machine (then the lines `more`) and the
+    load averages: the run's before and after, and each record's (a target's, a run's)."""
+    machine = report["machine"]
+    add(f"- date (UTC): {report['date']}")
+    add(
+        f"- nproc: {machine['nproc']}; cpu: {machine['cpu']}; memory: {machine['memory_gib']:.0f} GiB"
+    )
+    for line in more:
+        add(line)
+    add(f"- load average before: {' '.join(f'{v:.2f}' for v in report['load_before'])}")
+    add(f"- load average after: {' '.join(f'{v:.2f}' for v in report['load_after'])}")
+    for name, record in records.items():
+        add(
+            f"- {name}: load before {record['load_before'][0]:.2f}, after {record['load_after'][0]:.2f}"
+            f" (1-minute)"
+        )
+
+
+def others_seen(report: dict[str, Any], records: dict[str, dict[str, Any]]) -> list[str]:
+    """The other work seen on the machine (`_others_running`) at the start or end of the
+    run or of any record, sorted."""
+    return sorted(
+        set(
+            report.get("others_running_before", [])
+            + report.get("others_running_after", [])
+            + [
+                c
+                for r in records.values()
+                for c in r.get("others_running_before", []) + r.get("others_running_after", [])
+            ]
+        )
+    )
 
 
 def _render_per_concurrency(report: dict[str, Any], add: Callable[[str], None]) -> None:
@@ -2241,6 +2342,15 @@ def _render_profiles(report: dict[str, Any], add: Callable[[str], None]) -> None
         add("")
 
 
+def render_failure(name: str, text: str, add: Callable[[str], None]) -> None:
+    """A failed target's or run's failure: its last 3000 characters, as a code block."""
+    add(f"- **{name} failed**:")
+    add("")
+    add("```")
+    add(text[-3000:])
+    add("```")
+
+
 def _render_errors(report: dict[str, Any], add: Callable[[str], None]) -> None:
     failures = {n: r["failure"] for n, r in report["targets"].items() if "failure" in r}
     samples = [
@@ -2292,11 +2402,7 @@ def _render_errors(report: dict[str, Any], add: Callable[[str], None]) -> None:
         add("")
         return
     for name, text in failures.items():
-        add(f"- **{name} failed**:")
-        add("")
-        add("```")
-        add(text[-3000:])
-        add("```")
+        render_failure(name, text, add)
         add("")
     for name, c in samples:
         add(

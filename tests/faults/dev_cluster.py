@@ -81,9 +81,14 @@ class Cluster(DevRun):
         """Every shard file on every device of the cluster."""
         return sorted(self.root.glob("node-*/dev-*/pgs/*/*.shard"))
 
+    def where(self) -> list[str]:
+        """How `atoll status` finds this cluster."""
+        return ["--dir", str(self.root)]
+
     def status(self) -> dict[str, Any]:
+        """`atoll status --json` (the real command); {} if it could not answer."""
         result = subprocess.run(
-            [sys.executable, "-m", "atoll.cli", "status", "--dir", str(self.root), "--json"],
+            [sys.executable, "-m", "atoll.cli", "status", *self.where(), "--json"],
             env=dict(os.environ, PYTHONPATH=SRC),
             capture_output=True,
             timeout=60,

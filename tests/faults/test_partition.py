@@ -17,7 +17,6 @@ Needs root (namespaces, links); the whole set-up is removed at the end.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -25,7 +24,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from dev_cluster import SETTINGS, Cluster, Workload, node_state
@@ -62,18 +60,8 @@ class NetnsCluster(Cluster):
     def address(self, node_id: int) -> str:
         return SUBNET.format(self.tag % 250, 10 + node_id)
 
-    def status(self) -> dict[str, Any]:
-        result = subprocess.run(
-            [sys.executable, "-m", "atoll.cli", "status", "--json", "--endpoint", self.rpcs()],
-            env=dict(os.environ, PYTHONPATH=SRC),
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        if result.returncode != 0:
-            return {}
-        doc: dict[str, Any] = json.loads(result.stdout)
-        return doc
+    def where(self) -> list[str]:
+        return ["--endpoint", self.rpcs()]
 
     def rpcs(self, exclude: int = 0) -> str:
         return ",".join(n["rpc"] for n in self.document["nodes"] if n["id"] != exclude)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from atoll.gateway.scrub import METHOD_SCRUB, ScrubStats
 from atoll.meta.client import MetaClient
 from atoll.meta.cluster_map import NODE_DRAINING, NODE_OUT, NODE_UP
-from atoll.meta.commands import RemoveNode, SetNodeState
+from atoll.meta.commands import Command, RemoveNode, SetNodeState
 from atoll.meta.plan import plan_add_node, plan_drain
 from atoll.rpc import RpcError, RpcPool
 
@@ -23,32 +23,32 @@ WHAT = {
 }
 
 
-async def decommission(addresses: list[str], node_id: int, echo: Callable[[str], None]) -> bool:
+async def _admin(
+    addresses: list[str], command: Command, done: str, echo: Callable[[str], None]
+) -> bool:
+    """Propose `command` (`meta.admin`); print `done` and the map epoch, or the refusal."""
     client = MetaClient(addresses)
     try:
-        result = await client.admin(RemoveNode(node_id))
+        result = await client.admin(command)
     finally:
         await client.close()
     if not result.ok:
         echo(result.reason)
         return False
-    echo(f"node {node_id} removed from the cluster (map epoch {result.epoch}); stop its process")
+    echo(done.format(epoch=result.epoch))
     return True
+
+
+async def decommission(addresses: list[str], node_id: int, echo: Callable[[str], None]) -> bool:
+    done = f"node {node_id} removed from the cluster (map epoch {{epoch}}); stop its process"
+    return await _admin(addresses, RemoveNode(node_id), done, echo)
 
 
 async def set_node_state(
     addresses: list[str], node_id: int, state: str, echo: Callable[[str], None]
 ) -> bool:
-    client = MetaClient(addresses)
-    try:
-        result = await client.admin(SetNodeState(node_id, state))
-    finally:
-        await client.close()
-    if not result.ok:
-        echo(result.reason)
-        return False
-    echo(f"node {node_id} is {WHAT[state]} (map epoch {result.epoch})")
-    return True
+    done = f"node {node_id} is {WHAT[state]} (map epoch {{epoch}})"
+    return await _admin(addresses, SetNodeState(node_id, state), done, echo)
 
 
 SCRUB_TIMEOUT_S = 6 * 3600.0  # one node's pass, unthrottled

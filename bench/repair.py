@@ -567,6 +567,8 @@ async def watch_repair(
             if state == "out" and "out" not in marks:
                 marks["out"] = t
                 say(f"node {victim} out {t:.1f} s after the kill")
+                if PROFILE is not None:
+                    start_profiles(cluster, victim, PROFILE)
             if "out" in marks and doc["degraded_pgs"] == 0:
                 marks["healthy"] = t
                 say(f"no PG degraded {t:.1f} s after the kill; {rebuilt / MB:,.0f} MB rebuilt")
@@ -618,6 +620,27 @@ async def watch_repair(
 
 
 UNTHROTTLED_SHARDS = 6
+PROFILE: Path | None = None  # --profile DIR
+PROFILE_S = 30
+
+
+def start_profiles(cluster: DevCluster, victim: int, where: Path) -> None:
+    """py-spy (collapsed stacks, `--nonblocking`) of every surviving node process for
+    PROFILE_S seconds from the moment the victim is out: where repair spends its CPU.
+    py-spy stops by itself after the duration."""
+    where.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    for node in cluster.document["nodes"]:
+        if node["id"] == victim or not node.get("pid"):
+            continue
+        out = where / f"node-{node['id']}.txt"
+        command = [spy, "record", "--pid", str(node["pid"]), "--duration", str(PROFILE_S)]
+        subprocess.Popen(
+            [*command, "--rate", "97", "--nonblocking", "--format", "raw", "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        say(f"profiling node {node['id']} into {out}")
 
 
 def settings_for(args: argparse.Namespace, rate: int | None) -> list[str]:
@@ -800,6 +823,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     report["runs"] = {}
     base = memoryview(random.Random(1).randbytes(BASE_BYTES))
     for name, rate, foreground in RUNS:
+        if args.only and name != args.only:
+            continue
         report["runs"][name] = await one_run(name, rate, foreground, args, base)
     report.update(load_and_others("after"))
     report["run_s"] = time.monotonic() - started
@@ -828,7 +853,13 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the clusters' dirs")
     parser.add_argument("--out", type=Path, help="the JSON (default bench/results/repair.json)")
     parser.add_argument("--report-only", type=Path, help="rewrite the report from this JSON")
+    parser.add_argument("--only", choices=[name for name, _, _ in RUNS], help="one run only")
+    parser.add_argument(
+        "--profile", type=Path, help=f"py-spy the survivors for {PROFILE_S} s from out, into DIR"
+    )
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     if args.report_only:
         report = json.loads(args.report_only.read_text())
         args.report_only.with_suffix(".md").write_text(render(report))

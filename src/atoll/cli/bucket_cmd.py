@@ -25,7 +25,7 @@ async def set_pool(
     finally:
         await meta.close()
     rpc = RpcPool()
-    kv = KvRpcClient(lambda: {n.id: n.rpc for n in m.nodes.values() if n.member}, rpc)
+    kv = KvRpcClient(lambda: m.rpc_addresses(m.replicas_of(1)), rpc)
     store = ObjectStore(
         kv, rpc, lambda: m, clock_ms=lambda: time.time_ns() // 1_000_000, entropy=os.urandom
     )

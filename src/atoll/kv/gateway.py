@@ -112,7 +112,11 @@ class Forwarder:
                 if error is not None and error.code == kv_pb2.KvError.NOT_LEADER and write:
                     refused = error
                     hint = error.leader_hint
-                    node = hint if hint in self.spec.nodes else self._next_node(node)
+                    if hint and hint not in self.spec.nodes:
+                        # A leader this gateway was not told of (a replica added
+                        # later): the client follows the error's leader_address.
+                        break
+                    node = hint if hint else self._next_node(node)
                     self.leader = node
                     continue
                 await self._abort(context, error, str(err))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,6 +53,8 @@ PG_CELLS_MAX = 1 << 18
 # ever compared with other weights).
 WEIGHT_UNIT_BYTES = 1 << 40
 
+META_GROUP = 0  # the Raft group id of the meta group; regions are 1..n
+
 
 @dataclass(frozen=True)
 class NodeRecord:
@@ -61,8 +64,9 @@ class NodeRecord:
     zone: str
     rack: str
     state: str
-    # The meta group's Raft voters and the KV region's replicas are the initial
-    # members; a node that joined later stores data only.
+    # One of the initial members (the founders): the first voters of the meta group
+    # and of the KV region. Fixed for the node's life; which nodes hold the groups'
+    # replicas now is `ClusterMap.meta_replicas` and the regions' `replicas`.
     member: bool
 
 
@@ -145,6 +149,11 @@ class ClusterMap:
     buckets: dict[str, BucketRecord] = field(default_factory=dict)
     next_device_id: int = 1
     next_pool_id: int = 1
+    # The first configuration of every Raft group (the bootstrap's members): a node
+    # that comes to hold a replica later starts its log from it, as the founders did.
+    founders: tuple[int, ...] = ()
+    # The meta group's replicas (voters and learners) as its leader last recorded them.
+    meta_replicas: tuple[int, ...] = ()
 
     @property
     def bootstrapped(self) -> bool:
@@ -155,6 +164,18 @@ class ClusterMap:
             if pool.name == name:
                 return pool
         return None
+
+    def replicas_of(self, group_id: int) -> tuple[int, ...]:
+        """The nodes holding a replica of Raft group `group_id` (0: the meta group; a
+        region otherwise), as recorded; () for an unknown group."""
+        if group_id == META_GROUP:
+            return self.meta_replicas
+        region = self.regions.get(group_id)
+        return region.replicas if region is not None else ()
+
+    def rpc_addresses(self, node_ids: Iterable[int]) -> dict[int, str]:
+        """The atoll.rpc addresses of those of `node_ids` in the map."""
+        return {i: self.nodes[i].rpc for i in node_ids if i in self.nodes}
 
     def devices_of(self, node_id: int) -> list[DeviceRecord]:
         return sorted(
@@ -295,7 +316,7 @@ def pool_from_json(d: dict[str, Any]) -> PoolRecord:
 
 
 def map_to_json(m: ClusterMap) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "cluster_id": m.cluster_id,
         "epoch": m.epoch,
         "created_ms": m.created_ms,
@@ -324,10 +345,22 @@ def map_to_json(m: ClusterMap) -> dict[str, Any]:
         "next_device_id": m.next_device_id,
         "next_pool_id": m.next_pool_id,
     }
+    # Written only when they differ from what a reader derives without them (maps
+    # from before these keys existed): such maps keep their exact bytes.
+    founders = tuple(sorted(n.id for n in m.nodes.values() if n.member))
+    if m.founders != founders:
+        out["founders"] = list(m.founders)
+    if m.meta_replicas != m.founders:
+        out["meta_replicas"] = list(m.meta_replicas)
+    return out
 
 
 def map_from_json(d: dict[str, Any]) -> ClusterMap:
     root = d["root"]
+    # Maps written before the replicas were recorded: the founders are the members,
+    # and they still hold the meta group.
+    members = sorted(int(n[0]) for n in d["nodes"] if bool(n[6]))
+    founders = tuple(int(i) for i in d.get("founders", members))
     return ClusterMap(
         cluster_id=str(d["cluster_id"]),
         epoch=int(d["epoch"]),
@@ -362,6 +395,8 @@ def map_from_json(d: dict[str, Any]) -> ClusterMap:
         },
         next_device_id=int(d["next_device_id"]),
         next_pool_id=int(d["next_pool_id"]),
+        founders=founders,
+        meta_replicas=tuple(int(i) for i in d.get("meta_replicas", founders)),
     )
 
 

@@ -28,6 +28,7 @@ from crc32c import crc32c
 from atoll.meta.cluster_map import (
     DEVICE_IN,
     DEVICE_STATES,
+    META_GROUP,
     NODE_DRAINING,
     NODE_OUT,
     NODE_STATES,
@@ -98,10 +99,21 @@ class SetNodeState:
 @dataclass(frozen=True)
 class RemoveNode:
     """Decommission: the node and its devices leave the map. Refused while a PG table
-    names one of its devices, for an initial member (a Raft replica), and unless the
+    names one of its devices, while it holds a replica of a Raft group, and unless the
     node is draining or out."""
 
     node_id: int
+
+
+@dataclass(frozen=True)
+class SetReplicas:
+    """Record which nodes hold Raft group `group_id`'s replicas (voters and learners):
+    proposed by the group's leader after each membership change, and again whenever
+    the map disagrees with the configuration it has (a leader that failed between
+    the change and this record). Group 0 is the meta group; the others are regions."""
+
+    group_id: int
+    replicas: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,7 @@ Command: TypeAlias = (
     | RegisterDevice
     | SetNodeState
     | RemoveNode
+    | SetReplicas
     | SetDeviceState
     | CreatePool
     | SetPgTable
@@ -155,6 +168,7 @@ KINDS: dict[type, str] = {
     RegisterDevice: "register_device",
     SetNodeState: "set_node_state",
     RemoveNode: "remove_node",
+    SetReplicas: "set_replicas",
     SetDeviceState: "set_device_state",
     CreatePool: "create_pool",
     SetPgTable: "set_pg_table",
@@ -212,6 +226,8 @@ def _fields(command: Command) -> dict[str, Any]:
         }
     if isinstance(command, CreatePool):
         return {"pool": pool_to_json(command.pool)}
+    if isinstance(command, SetReplicas):
+        return {"group_id": command.group_id, "replicas": list(command.replicas)}
     if isinstance(command, SetPgTable):
         return {
             "pool_id": command.pool_id,
@@ -302,6 +318,8 @@ def _decode_body(kind: str, body: dict[str, Any]) -> Command:
         return SetNodeState(_int(body, "node_id"), _str(body, "state"), _str(body, "expect"))
     if kind == "remove_node":
         return RemoveNode(_int(body, "node_id"))
+    if kind == "set_replicas":
+        return SetReplicas(_int(body, "group_id"), _ints(body["replicas"], "replicas"))
     if kind == "set_device_state":
         return SetDeviceState(_int(body, "device_id"), _str(body, "state"))
     if kind == "create_pool":
@@ -368,6 +386,8 @@ def apply_command(m: ClusterMap, command: Command) -> tuple[ClusterMap, Applied]
         return changed(m, nodes=with_item(m.nodes, node.id, new))
     if isinstance(command, RemoveNode):
         return _remove_node(m, command)
+    if isinstance(command, SetReplicas):
+        return _set_replicas(m, command)
     if isinstance(command, SetDeviceState):
         device = m.devices.get(command.device_id)
         if device is None:
@@ -424,7 +444,10 @@ def _bootstrap(m: ClusterMap, c: Bootstrap) -> tuple[ClusterMap, Applied]:
         if reason:
             return refuse(m, f"pool {pool.name!r}: {reason}")
         pools[i] = pool
-    region = RegionRecord(1, b"", b"", tuple(sorted(c.region_replicas)))
+    founders = tuple(sorted(set(c.region_replicas)))
+    if not founders:
+        return refuse(m, "a cluster needs at least one member")
+    region = RegionRecord(1, b"", b"", founders)
     return changed(
         m,
         cluster_id=c.cluster_id,
@@ -433,6 +456,8 @@ def _bootstrap(m: ClusterMap, c: Bootstrap) -> tuple[ClusterMap, Applied]:
         pools=pools,
         next_pool_id=len(pools) + 1,
         regions={1: region},
+        founders=founders,
+        meta_replicas=founders,
     )
 
 
@@ -478,9 +503,13 @@ def _remove_node(m: ClusterMap, c: RemoveNode) -> tuple[ClusterMap, Applied]:
     node = m.nodes.get(c.node_id)
     if node is None:
         return refuse(m, f"no node {c.node_id}")
-    if node.member:
+    groups = [0, *sorted(m.regions)]
+    held = [g for g in groups if node.id in m.replicas_of(g)]
+    if held:
         return refuse(
-            m, f"node {node.id} is an initial member (a meta and KV replica): not removable"
+            m,
+            f"node {node.id} holds a replica of Raft group {held[0]}: not removable until"
+            " the group has replaced it",
         )
     if node.state not in (NODE_DRAINING, NODE_OUT):
         return refuse(m, f"node {node.id} is {node.state}: drain it first")
@@ -491,6 +520,23 @@ def _remove_node(m: ClusterMap, c: RemoveNode) -> tuple[ClusterMap, Applied]:
     nodes = {i: n for i, n in m.nodes.items() if i != node.id}
     kept = {i: d for i, d in m.devices.items() if i not in devices}
     return changed(m, nodes=nodes, devices=kept)
+
+
+def _set_replicas(m: ClusterMap, c: SetReplicas) -> tuple[ClusterMap, Applied]:
+    replicas = tuple(sorted(set(c.replicas)))
+    if not replicas:
+        return refuse(m, f"group {c.group_id} needs at least one replica")
+    unknown = [i for i in replicas if i not in m.nodes]
+    if unknown:
+        return refuse(m, f"no node {unknown[0]}")
+    if replicas == m.replicas_of(c.group_id):
+        return refuse(m, f"group {c.group_id}'s replicas are {list(replicas)} already")
+    if c.group_id == META_GROUP:
+        return changed(m, meta_replicas=replicas)
+    region = m.regions.get(c.group_id)
+    if region is None:
+        return refuse(m, f"no region {c.group_id}")
+    return changed(m, regions=with_item(m.regions, region.id, replace(region, replicas=replicas)))
 
 
 def _set_pg_table(m: ClusterMap, c: SetPgTable) -> tuple[ClusterMap, Applied]:

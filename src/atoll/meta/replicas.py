@@ -1,30 +1,88 @@
-"""Which Raft voters a group should drop (issue 6 §1, "Raft groups too"). Pure.
+"""How a Raft group keeps three live voters (issue 6 §1, "Raft groups too"). Pure.
 
-A voter on a node that is `out` (gone for `out_after_s`, or taken out by an operator)
-is removed from the group by its leader, so that the group's majority is counted
-among live nodes: a 4-voter group that lost one node for good needs 3 of the other
-3 to commit, and after the removal 2 of 3, so it survives losing a second node.
-A removal never takes a group below `VOTERS_MIN` voters (with fewer there is no
-redundancy to gain), and a leader never removes itself (its node is alive, whatever
-the map says; an operator moves leadership first).
+The leader of each group (the meta group, every KV region) asks `next_change` once a
+second and carries out the one change it returns, if any; the Raft core allows one
+membership change at a time and refuses to promote a learner that has not caught up,
+so the next round simply asks again.
 
-Adding a replacement replica on another node (a learner promoted once caught up) is
-not done yet: docs/repair.md, known weaknesses."""
+A voter is *leaving* when the map says its node is `out` or `draining`, or no longer
+knows the node. The rules, first match wins:
+
+1. A learner on a node that is not `up` is removed (it will not catch up).
+2. Fewer than `VOTERS_MIN` voters that are not leaving: a learner is promoted if there
+   is one (the core waits until it has caught up), else a learner is added on the
+   best candidate: a node that is `up`, not draining, and not in the group, in a zone
+   the staying voters use least, lowest id first. With no candidate, nothing changes:
+   a dead voter is kept rather than shrink the group below `VOTERS_MIN`.
+3. No voter is wanted and a learner remains (the node it was to replace came back in):
+   the learner is removed.
+4. More than `VOTERS_MIN` voters and one of them leaving: it is removed. The leader
+   never removes itself (its node is alive, whatever the map says): `transfer_to`
+   names the voter that should lead instead.
+
+So a group that lost a node for good adds a learner on a live node, promotes it once
+caught up and then drops the dead voter: its majority is counted among live nodes
+again and it survives losing another node. Membership changes never leave a window
+with two majorities (one change at a time, Raft thesis §4.1).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Set
 
-from atoll.meta.cluster_map import NODE_OUT, ClusterMap
+from atoll.meta.cluster_map import NODE_DRAINING, NODE_OUT, NODE_UP, ClusterMap
+from atoll.raft.types import ConfChange, ConfChangeOp
 
 VOTERS_MIN = 3
 
 
-def voters_to_remove(m: ClusterMap, voters: Set[int], leader_id: int) -> list[int]:
-    """Voters of a group led by `leader_id` to remove, one change at a time in this
-    order, by the map `m`."""
-    out = sorted(
-        v for v in voters if v != leader_id and v in m.nodes and m.nodes[v].state == NODE_OUT
-    )
-    room = max(0, len(voters) - VOTERS_MIN)
-    return out[:room]
+def leaving(m: ClusterMap, node_id: int) -> bool:
+    node = m.nodes.get(node_id)
+    return node is None or node.state in (NODE_OUT, NODE_DRAINING)
+
+
+def next_change(
+    m: ClusterMap, voters: Set[int], learners: Set[int], leader_id: int
+) -> ConfChange | None:
+    """The membership change the leader `leader_id` of a group with `voters` and
+    `learners` should propose next, by the map `m` (module docstring)."""
+    for node_id in sorted(learners):
+        node = m.nodes.get(node_id)
+        if node is None or node.state != NODE_UP:
+            return ConfChange(ConfChangeOp.REMOVE_NODE, node_id)
+    staying = sorted(v for v in voters if not leaving(m, v))
+    if len(staying) < VOTERS_MIN:
+        if learners:
+            return ConfChange(ConfChangeOp.ADD_VOTER, min(learners))
+        candidate = _candidate(m, voters, staying)
+        if candidate is not None:
+            return ConfChange(ConfChangeOp.ADD_LEARNER, candidate)
+    elif learners:
+        return ConfChange(ConfChangeOp.REMOVE_NODE, min(learners))
+    if len(voters) > VOTERS_MIN:
+        for v in sorted(voters):
+            if v != leader_id and leaving(m, v):
+                return ConfChange(ConfChangeOp.REMOVE_NODE, v)
+    return None
+
+
+def transfer_to(m: ClusterMap, voters: Set[int], leader_id: int) -> int | None:
+    """A staying, up voter to hand leadership to when the leader's own node is leaving
+    and the group has more voters than it needs (so that it can then be removed);
+    None otherwise."""
+    if not leaving(m, leader_id) or len(voters) <= VOTERS_MIN:
+        return None
+    for v in sorted(voters):
+        node = m.nodes.get(v)
+        if v != leader_id and node is not None and node.state == NODE_UP:
+            return v
+    return None
+
+
+def _candidate(m: ClusterMap, voters: Set[int], staying: list[int]) -> int | None:
+    zones = Counter(m.nodes[v].zone for v in staying)
+    candidates = [n for n in m.nodes.values() if n.state == NODE_UP and n.id not in voters]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda n: (zones[n.zone], n.id)).id

@@ -33,6 +33,7 @@ their heartbeats (docs/repair.md).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
@@ -65,6 +66,7 @@ from atoll.meta.commands import (
     SetDeviceState,
     SetNodeState,
     SetPgTable,
+    SetReplicas,
     decode_command,
     encode_command,
     encode_map,
@@ -75,7 +77,7 @@ from atoll.meta.state_machine import MetaStateMachine
 from atoll.multiraft.host import RaftHost
 from atoll.placement import Device, default_pools, place_pool
 from atoll.proto import meta_pb2
-from atoll.raft import ProposalDropped, RaftError
+from atoll.raft import ConfState, ProposalDropped, RaftError
 from atoll.rpc import Chunk, Handler, HandlerError
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ ADMIN_COMMANDS = (
     SetDeviceState,
     CreateBucket,
     DeleteBucket,
+    SetReplicas,  # from a Raft group's leader that does not lead the meta group
 )
 
 ACCESS_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -138,15 +141,28 @@ class NodeHealth:
     down_since: float | None = None  # when this leader first saw it down
 
 
-def redirect_handlers(members: Callable[[], list[str]]) -> dict[str, Handler]:
-    """The meta methods on a node that is not a meta member (one that joined): each
-    answers `not_leader` naming a member it knows, so that a node may join, or an
-    operator's command go, through any node."""
+def redirect_handlers(
+    members: Callable[[], list[str]],
+    service: Callable[[], MetaService | None] = lambda: None,
+) -> dict[str, Handler]:
+    """The meta methods on a node that joined (not a founding member): served by its
+    `service` once it runs one (the node came to hold a replica of the meta group);
+    until then each answers `not_leader` naming a member it knows, so that a node may
+    join, or an operator's command go, through any node."""
 
-    async def handler(message: bytes, payload: bytes | memoryview) -> Chunk:
-        known = members()
-        detail = meta_pb2.NotLeaderDetail(leader_id=0, leader_rpc=known[0] if known else "")
-        raise HandlerError(ERROR_NOT_LEADER, detail.SerializeToString())
+    def handler_for(method: str) -> Handler:
+        async def handler(
+            message: bytes, payload: bytes | memoryview
+        ) -> Chunk | AsyncIterator[Chunk]:
+            running = service()
+            if running is not None:
+                result = running.rpc_handlers()[method](message, payload)
+                return await result if inspect.isawaitable(result) else result
+            known = members()
+            detail = meta_pb2.NotLeaderDetail(leader_id=0, leader_rpc=known[0] if known else "")
+            raise HandlerError(ERROR_NOT_LEADER, detail.SerializeToString())
+
+        return handler
 
     methods = (
         METHOD_BOOTSTRAP,
@@ -157,19 +173,19 @@ def redirect_handlers(members: Callable[[], list[str]]) -> dict[str, Handler]:
         METHOD_WATCH,
         METHOD_STATUS,
     )
-    return dict.fromkeys(methods, handler)
+    return {method: handler_for(method) for method in methods}
 
 
 def status_document(
     m: ClusterMap,
     health: Mapping[int, NodeHealth],
     now: float,
-    voters: Mapping[int, frozenset[int]] | None = None,
+    confs: Mapping[int, ConfState] | None = None,
     trusted_from: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """What `atoll status --json` prints: the map's nodes, devices and pools with the
     leader's latest heartbeat figures, the PG health, and the voters of the Raft
-    groups the leader's node holds (`voters`: group id -> node ids)."""
+    groups the leader's node holds (`confs`: group id -> its configuration there)."""
     usage: dict[int, tuple[int, int]] = {}
     for node_health in health.values():
         usage.update(node_health.devices)
@@ -228,8 +244,13 @@ def status_document(
         # heartbeats (each counts since its process started).
         "degraded_reads": sum(h.degraded_reads for h in health.values()),
         "raft_groups": [
-            {"id": group_id, "voters": sorted(ids)}
-            for group_id, ids in sorted((voters or {}).items())
+            {
+                "id": group_id,
+                "voters": sorted(conf.voters),
+                "learners": sorted(conf.learners),
+                "recorded": list(m.replicas_of(group_id)),  # as the map has them
+            }
+            for group_id, conf in sorted((confs or {}).items())
         ],
     }
 
@@ -362,12 +383,27 @@ class MetaService:
 
     # -- handlers -----------------------------------------------------------------------
 
+    def addresses(self) -> dict[int, str]:
+        """atoll.rpc addresses of the nodes: the configured members, then every node
+        the map knows (a replica added later, a member that moved)."""
+        return {**self.members, **self.map.rpc_addresses(self.map.nodes)}
+
+    def replicas(self) -> dict[int, str]:
+        """The meta group's replicas and their addresses, by the map (the configured
+        members until the map names any)."""
+        found = self.map.rpc_addresses(self.map.meta_replicas)
+        return found or dict(self.members)
+
     def _require_leader(self) -> None:
         if not self.host.is_leader(META_GROUP_ID):
             leader = self.host.leader_of(META_GROUP_ID)
-            detail = meta_pb2.NotLeaderDetail(
-                leader_id=leader, leader_rpc=self.members.get(leader, "")
-            )
+            address = self.addresses().get(leader, "")
+            if not address:
+                # No leader known here (an election, or a node that holds no replica
+                # yet): name another replica, which may know.
+                others = [a for i, a in sorted(self.replicas().items()) if i != self.host.id]
+                leader, address = 0, others[0] if others else ""
+            detail = meta_pb2.NotLeaderDetail(leader_id=leader, leader_rpc=address)
             raise HandlerError(ERROR_NOT_LEADER, detail.SerializeToString())
 
     async def propose(self, command: Command) -> Applied:
@@ -432,7 +468,7 @@ class MetaService:
             cluster_id=self.map.cluster_id,
             epoch=self.map.epoch,
             device_ids=device_ids,
-            members=[meta_pb2.Member(id=i, rpc=a) for i, a in sorted(self.members.items())],
+            members=[meta_pb2.Member(id=i, rpc=a) for i, a in sorted(self.replicas().items())],
         )
         return reply.SerializeToString(), None
 
@@ -490,8 +526,8 @@ class MetaService:
 
     async def _status(self, message: bytes, payload: bytes | memoryview) -> Chunk:
         self._require_leader()
-        voters = {group_id: self.host.voters(group_id) for group_id in sorted(self.host.groups)}
-        doc = status_document(self.map, self.health, self._clock(), voters, self.trusted_from)
+        confs = {group_id: self.host.conf(group_id) for group_id in sorted(self.host.groups)}
+        doc = status_document(self.map, self.health, self._clock(), confs, self.trusted_from)
         return canonical_json(doc), None
 
     async def _map(self, message: bytes, payload: bytes | memoryview) -> Chunk:

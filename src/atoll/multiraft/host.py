@@ -45,7 +45,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -177,6 +177,8 @@ class RaftHost:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"raft-io-{self.id}")
         self._tasks: list[asyncio.Task[None]] = []
+        self._peer_tasks: dict[int, asyncio.Task[None]] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # senders replaced by set_peers
         self._ticks_done = 0
         self._started_at = 0.0
         self._read_ids = itertools.count(1)
@@ -194,7 +196,9 @@ class RaftHost:
         configuration (the base of a log that was never compacted)."""
         state = self.log_store.load(group_id)
         if state.snapshot.index == 0 and not state.snapshot.conf.voters:
-            # The log still starts at the bootstrap: its base is the first configuration.
+            # The log still starts at the bootstrap: its base is the first configuration,
+            # recorded so that a restart needs no one to say it again.
+            self.log_store.initialize(group_id, initial)
             state = PersistedState(state.hard_state, SnapshotMeta(0, 0, initial), state.entries)
         raft_config = RaftConfig(
             id=self.id,
@@ -208,6 +212,36 @@ class RaftHost:
         self.groups[group_id] = group
         return group
 
+    def set_peers(self, addresses: Mapping[int, str]) -> None:
+        """Reach the nodes in `addresses` at those atoll.rpc addresses from now on (a
+        node that joined, or moved); peers not named are kept."""
+        for peer, address in sorted(addresses.items()):
+            sender = self.peers.get(peer)
+            if peer == self.id or not address or (sender is not None and sender.address == address):
+                continue
+            if sender is not None:
+                task = self._peer_tasks.pop(peer, None)
+                if task is not None:
+                    task.cancel()
+                closing = asyncio.get_running_loop().create_task(sender.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            sender = self.peers[peer] = PeerSender(
+                peer, address, self.config.transport, self._report
+            )
+            if self._tasks:
+                self._start_sender(sender)
+
+    def peers_addresses(self) -> dict[int, str]:
+        return {peer: sender.address for peer, sender in self.peers.items()}
+
+    def _start_sender(self, sender: PeerSender) -> None:
+        task = asyncio.get_running_loop().create_task(
+            sender.run(), name=f"raft-send-{sender.peer_id}"
+        )
+        task.add_done_callback(self._task_done)
+        self._peer_tasks[sender.peer_id] = task
+
     def rpc_handlers(self) -> dict[str, Handler]:
         return {METHOD_BATCH: functools.partial(receive_batch, self._deliver)}
 
@@ -219,11 +253,12 @@ class RaftHost:
         self._started_at = self.clock()
         loop = asyncio.get_running_loop()
         coroutines = [(self._ready_loop(), f"raft-ready-{self.id}"), (self._ticker(), "raft-tick")]
-        coroutines += [(s.run(), f"raft-send-{s.peer_id}") for s in self.peers.values()]
         for coroutine, name in coroutines:
             task = loop.create_task(coroutine, name=name)
             task.add_done_callback(self._task_done)
             self._tasks.append(task)
+        for sender in self.peers.values():
+            self._start_sender(sender)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """A host task must never end by itself: if one fails (a disk error, a broken
@@ -240,10 +275,12 @@ class RaftHost:
         self.failed.set()
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._peer_tasks.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._closing, return_exceptions=True)
         self._tasks = []
+        self._peer_tasks = {}
         for sender in self.peers.values():
             await sender.close()
         await asyncio.to_thread(self._executor.shutdown)
@@ -283,9 +320,9 @@ class RaftHost:
         while group.sm.applied_index() <= index:
             await group.applied_changed.wait()
 
-    def voters(self, group_id: int) -> frozenset[int]:
-        """The group's voters in the configuration in effect here."""
-        return self.groups[group_id].core.conf.voters
+    def conf(self, group_id: int) -> ConfState:
+        """The group's voters and learners in the configuration in effect here."""
+        return self.groups[group_id].core.conf
 
     async def change_conf(self, group_id: int, change: ConfChange, timeout_s: float) -> None:
         """Propose a membership change of `group_id` (on its leader) and return once it

@@ -61,7 +61,7 @@ from atoll.multiraft.log_format import (
     index_of,
     record_key,
 )
-from atoll.raft.types import Entry, HardState, PersistedState, Ready, SnapshotMeta
+from atoll.raft.types import ConfState, Entry, HardState, PersistedState, Ready, SnapshotMeta
 
 ENTRIES_READ_MAX_BYTES = 64 * 1024 * 1024
 """Default bound on one `entries` call, counted with `Entry.size_bytes`."""
@@ -124,6 +124,19 @@ class LogStore:
                 f"last stored entry {bounds.last_index}",
             )
             self._move_base(batch, group_id, meta, bounds)
+
+    def initialize(self, group_id: int, conf: ConfState) -> None:
+        """Record `conf` as the first configuration of a group that has nothing stored
+        yet (a log base at index 0), with a synced write; a group with anything stored
+        is left as it is."""
+        with self._lock:
+            invariant(self._pending_batch is None, "raft log store: initialize while staging")
+            state = self.load(group_id)
+            if state.snapshot.index or state.snapshot.conf.voters or state.entries:
+                return
+            batch = WriteBatch()
+            batch.put(*encode_log_base(group_id, SnapshotMeta(0, 0, conf)))
+            self._engine.write(batch, sync=True)
 
     def destroy(self, batch: WriteBatch, group_id: int) -> None:
         """Remove every record of `group_id`."""

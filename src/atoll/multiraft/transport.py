@@ -91,6 +91,7 @@ class PeerSender:
         report: Report,
     ) -> None:
         self.peer_id = peer_id
+        self.address = address
         self.host, _, port = address.rpartition(":")
         self.port = int(port)
         self.config = config

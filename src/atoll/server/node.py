@@ -6,9 +6,11 @@ The public gRPC KV API is served by `kv_gateway_processes` child processes
 (`atoll.kv.gateway`) that forward to the nodes over atoll.rpc, or, with 0, by a gRPC
 server inside this process.
 
-On the initial members (`[[nodes]]`), group 0 is the meta group (the cluster map,
-`atoll.meta`) and group 1 the single KV region covering the whole key space. Every
-node, member or joiner, runs a `NodeAgent` that registers it and its devices in the
+Group 0 is the meta group (the cluster map, `atoll.meta`) and group 1 the single KV
+region covering the whole key space. The initial members (`[[nodes]]`) hold their
+replicas from the start; every other node opens both groups once it has the map and
+holds a replica only once a group's leader adds it (docs/repair.md, "Raft
+replicas"). Every node, member or joiner, runs a `NodeAgent` that registers it and its devices in the
 map, heartbeats to the meta leader and watches the map; a node with devices serves
 its shards (`atoll.storage`) once the map has given the devices their ids.
 """
@@ -24,12 +26,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from atoll.base.errors import AtollError
 from atoll.engine import open_engine
+from atoll.engine.api import Engine
 from atoll.gateway.gc import GcConfig, run_collector
 from atoll.gateway.http import S3Server
 from atoll.gateway.repair import RepairConfig, Repairer
@@ -42,10 +46,11 @@ from atoll.kv.service import KvService, ServiceConfig
 from atoll.kv.state_machine import KvStateMachine
 from atoll.meta.agent import AgentConfig, DeviceConfig, NodeAgent, filesystem_usage
 from atoll.meta.cluster_map import ClusterMap
-from atoll.meta.commands import Bootstrap
-from atoll.meta.replicas import voters_to_remove
+from atoll.meta.commands import Bootstrap, SetReplicas, encode_command
+from atoll.meta.replicas import next_change, transfer_to
 from atoll.meta.service import (
     META_GROUP_ID,
+    METHOD_ADMIN,
     BootstrapSpec,
     MetaConfig,
     MetaService,
@@ -54,8 +59,9 @@ from atoll.meta.service import (
 )
 from atoll.meta.state_machine import MetaStateMachine
 from atoll.multiraft.host import HostConfig, RaftHost
+from atoll.multiraft.log_store import LogStore
 from atoll.proto import kv_pb2_grpc
-from atoll.raft import ConfChange, ConfChangeOp, ConfState, RaftError
+from atoll.raft import ConfState, RaftError
 from atoll.rpc import ClientStreamHandler, Handler, LocalClient, RpcPool, RpcServer
 from atoll.server.config import NodeConfig, load
 from atoll.storage import DeviceConfig as StorageDeviceConfig
@@ -66,6 +72,7 @@ log = logging.getLogger("atoll.node")
 REGION_ID = 1
 VOTER_DUTY_INTERVAL_S = 1.0
 CONF_CHANGE_TIMEOUT_S = 10.0
+MAP_WAIT_S = 3600.0  # a joined node waits this long for its first map
 GRPC_STOP_GRACE_S = 2.0
 GATEWAY_START_TIMEOUT_S = 30.0
 GATEWAY_STOP_TIMEOUT_S = 5.0
@@ -76,6 +83,18 @@ def _split(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass
+class RaftParts:
+    """The Raft host of a node holding (or ready to hold) replicas of the meta group
+    and the KV region, and the services over them."""
+
+    host: RaftHost
+    kv: KvService
+    meta: MetaService
+    handlers: dict[str, Handler]
+    stream_handlers: dict[str, ClientStreamHandler]
+
+
 async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     for device in config.devices:
@@ -84,23 +103,26 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
         handlers: dict[str, Handler] = {}
         stream_handlers: dict[str, ClientStreamHandler] = {}
         tasks: list[asyncio.Task[None]] = []
-        host: RaftHost | None = None
-        kv: KvService | None = None
-        if config.member:
-            host, kv = await _start_member(config, stack, handlers, stream_handlers, tasks)
+        engine = open_engine(str(config.data_dir / "engine"), config.engine)
+        stack.callback(engine.close)
+        raft: RaftParts | None = None
+        if config.member or _holds_replicas(engine):
+            # A founding member starts from the configured members; a node that was
+            # given replicas later has their configuration stored.
+            raft = _make_raft(config, engine, ConfState(frozenset(m.id for m in config.nodes)))
+            handlers.update(raft.handlers)
+            stream_handlers.update(raft.stream_handlers)
         rpc_host, rpc_port = _split(config.rpc_address)
         rpc_server = RpcServer(handlers, rpc_host, rpc_port, client_stream_handlers=stream_handlers)
         await rpc_server.start()
         stack.push_async_callback(rpc_server.stop)
-        if host is not None and kv is not None:
-            await host.start()
-            stack.push_async_callback(host.stop)
-            await _start_kv_front(config, stack, kv)
+        if raft is not None:
+            await _start_raft(config, stack, raft)
         agent = NodeAgent(
             AgentConfig(
                 node_id=config.node_id,
                 rpc=config.rpc_address,
-                kv=config.kv_address if config.member else "",
+                kv=config.kv_address,
                 zone=config.zone,
                 rack=config.rack,
                 member=config.member,
@@ -111,11 +133,17 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
             )
         )
         stack.push_async_callback(agent.close)
+        holder = [raft]
         if not config.member:
-            rpc_server.add_handlers(redirect_handlers(lambda: agent.members))
+            rpc_server.add_handlers(
+                redirect_handlers(lambda: agent.members, lambda: _meta_replica(holder[0]))
+            )
         tasks.append(asyncio.create_task(agent.run(), name="meta-agent"))
-        if host is not None:
-            tasks.append(asyncio.create_task(_retire_out_voters(host, agent), name="raft-voters"))
+        tasks.append(
+            asyncio.create_task(
+                _raft_duties(config, engine, agent, rpc_server, holder, stack), name="raft-duties"
+            )
+        )
         storage: asyncio.Future[StorageService] = asyncio.get_running_loop().create_future()
         if config.devices:
             tasks.append(
@@ -125,7 +153,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
             )
         if config.s3_address:
             # A member serves the KV region itself: its gateway calls it in process.
-            kv_local = LocalClient(handlers) if config.member else None
+            kv_local = LocalClient(handlers) if raft is not None else None
             tasks.append(
                 asyncio.create_task(_serve_s3(config, agent, storage, kv_local), name="s3")
             )
@@ -134,16 +162,17 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
             flush=True,
         )
         waits = [asyncio.create_task(stop.wait()), *tasks]
-        if host is not None:
-            waits.append(asyncio.create_task(host.failed.wait()))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in waits:
                 task.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
-        if host is not None and host.failure is not None:
-            raise RuntimeError(f"node {config.node_id}: the Raft host failed") from host.failure
+        running = holder[0]
+        if running is not None and running.host.failure is not None:
+            raise RuntimeError(
+                f"node {config.node_id}: the Raft host failed"
+            ) from running.host.failure
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 error = task.exception()
@@ -152,17 +181,24 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
                 ) from error
 
 
-async def _start_member(
-    config: NodeConfig,
-    stack: contextlib.AsyncExitStack,
-    handlers: dict[str, Handler],
-    stream_handlers: dict[str, ClientStreamHandler],
-    tasks: list[asyncio.Task[None]],
-) -> tuple[RaftHost, KvService]:
-    """The engine, the Raft host with the meta group and the KV region, and the
-    services on them; their rpc handlers go into `handlers`."""
-    engine = open_engine(str(config.data_dir / "engine"), config.engine)
-    stack.callback(engine.close)
+def _meta_replica(raft: RaftParts | None) -> MetaService | None:
+    """The node's meta service if it holds a replica of the meta group (a voter or a
+    learner in the configuration it has), else None."""
+    if raft is None:
+        return None
+    conf = raft.host.conf(META_GROUP_ID)
+    return raft.meta if raft.host.id in conf.voters | conf.learners else None
+
+
+def _holds_replicas(engine: Engine) -> bool:
+    """Whether this node's engine holds a Raft log of the meta group (a replica it was
+    given, or made as a founding member)."""
+    return META_GROUP_ID in LogStore(engine).groups()
+
+
+def _make_raft(config: NodeConfig, engine: Engine, initial: ConfState) -> RaftParts:
+    """The Raft host with the meta group and the KV region, and the services on them.
+    `initial` is the groups' first configuration, used only if none is stored."""
     rng = random.Random(int.from_bytes(os.urandom(8), "big"))
     host = RaftHost(
         HostConfig(
@@ -176,11 +212,13 @@ async def _start_member(
         {m.id: m.rpc for m in config.nodes},
         rng,
     )
-    voters = ConfState(frozenset(m.id for m in config.nodes))
     meta_sm = MetaStateMachine(engine, META_GROUP_ID)
-    host.add_group(META_GROUP_ID, meta_sm, voters)
+    host.add_group(META_GROUP_ID, meta_sm, initial)
     kv_sm = KvStateMachine(engine, REGION_ID)
-    host.add_group(REGION_ID, kv_sm, voters)
+    host.add_group(REGION_ID, kv_sm, initial)
+    # The nodes this one's stored map knows: a restarted replica reaches its peers
+    # before it has heard from anyone.
+    host.set_peers(meta_sm.current.rpc_addresses(meta_sm.current.nodes))
     meta = MetaService(
         host,
         meta_sm,
@@ -188,37 +226,123 @@ async def _start_member(
         MetaConfig(down_after_s=config.down_after_s, out_after_s=config.out_after_s),
         clock=time.monotonic,
     )
-    kv = KvService(host, kv_sm, {m.id: m.kv for m in config.nodes}, ServiceConfig(REGION_ID))
-    handlers.update(host.rpc_handlers())
-    handlers.update(rpc_handlers(kv))
-    handlers.update(meta.rpc_handlers())
-    stream_handlers.update(host.rpc_stream_handlers())
-    tasks.append(asyncio.create_task(meta.run(), name="meta-duties"))
-    return host, kv
+    kv_addresses = {m.id: m.kv for m in config.nodes}
+    kv_addresses.update({n.id: n.kv for n in meta_sm.current.nodes.values() if n.kv})
+    kv = KvService(host, kv_sm, kv_addresses, ServiceConfig(REGION_ID))
+    return RaftParts(
+        host,
+        kv,
+        meta,
+        {**host.rpc_handlers(), **rpc_handlers(kv), **meta.rpc_handlers()},
+        host.rpc_stream_handlers(),
+    )
 
 
-async def _retire_out_voters(host: RaftHost, agent: NodeAgent) -> None:
-    """For each Raft group this node leads: remove the voters whose nodes the map says
-    are out (`atoll.meta.replicas`), one change at a time."""
-    while True:
-        await asyncio.sleep(VOTER_DUTY_INTERVAL_S)
-        for group_id in (META_GROUP_ID, REGION_ID):
-            if not host.is_leader(group_id):
-                continue
-            for node_id in voters_to_remove(agent.map, host.voters(group_id), host.id):
-                try:
-                    await host.change_conf(
-                        group_id,
-                        ConfChange(ConfChangeOp.REMOVE_NODE, node_id),
-                        CONF_CHANGE_TIMEOUT_S,
-                    )
-                except RaftError as err:
-                    log.info("raft: removing node %d from group %d: %s", node_id, group_id, err)
-                    break
-                except Exception:  # a bug: reported; the next round tries again
-                    log.exception("raft: removing node %d from group %d failed", node_id, group_id)
-                    break
-                log.warning("raft: node %d (out) removed from group %d", node_id, group_id)
+async def _start_raft(
+    config: NodeConfig, stack: contextlib.AsyncExitStack, raft: RaftParts
+) -> None:
+    await raft.host.start()
+    stack.push_async_callback(raft.host.stop)
+    await _start_kv_front(config, stack, raft.kv)
+
+
+async def _raft_duties(
+    config: NodeConfig,
+    engine: Engine,
+    agent: NodeAgent,
+    rpc_server: RpcServer,
+    holder: list[RaftParts | None],
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """The Raft side of the node for its whole life. A node that joined and holds no
+    replica yet starts its host once the map is known, with the founders' first
+    configuration (so that it can be added to the groups later and replay their logs
+    from the start, as the founders did). Then, once a second: the host and the KV
+    service learn the addresses the map gives; the leader duties run (the meta
+    service's, and `_manage_replicas` for each group this node leads)."""
+    raft = holder[0]
+    if raft is None:
+        await agent.joined.wait()
+        await agent.wait_for(lambda m: bool(m.founders), MAP_WAIT_S)
+        raft = _make_raft(config, engine, ConfState(frozenset(agent.map.founders)))
+        holder[0] = raft
+        rpc_server.add_handlers(
+            {k: v for k, v in raft.handlers.items() if not k.startswith("meta.")},
+            raft.stream_handlers,
+        )
+        await _start_raft(config, stack, raft)
+    duties = asyncio.create_task(raft.meta.run(), name="meta-duties")
+    try:
+        while True:
+            if raft.host.failed.is_set():
+                raise RuntimeError("the Raft host failed") from raft.host.failure
+            if duties.done():
+                duties.result()
+                raise RuntimeError("the meta duties ended")
+            m = agent.map if agent.map.bootstrapped else raft.meta.map
+            raft.host.set_peers(m.rpc_addresses(m.nodes))
+            raft.kv.kv_addresses.update({n.id: n.kv for n in m.nodes.values() if n.kv})
+            for group_id in (META_GROUP_ID, REGION_ID):
+                if raft.host.is_leader(group_id):
+                    await _manage_replicas(raft, m, group_id)
+            await asyncio.sleep(VOTER_DUTY_INTERVAL_S)
+    finally:
+        duties.cancel()
+        await asyncio.gather(duties, return_exceptions=True)
+
+
+async def _manage_replicas(raft: RaftParts, m: ClusterMap, group_id: int) -> None:
+    """On the leader of `group_id`: make the next membership change
+    `atoll.meta.replicas` asks for, hand leadership over if this node is leaving, and
+    record the group's replicas in the map when it disagrees."""
+    host = raft.host
+    conf = host.conf(group_id)
+    change = next_change(m, conf.voters, conf.learners, host.id)
+    if change is not None:
+        try:
+            await host.change_conf(group_id, change, CONF_CHANGE_TIMEOUT_S)
+            log.warning("raft: group %d: %s done", group_id, change)
+        except RaftError as err:
+            log.info("raft: group %d: %s not done yet: %s", group_id, change, err)
+        except Exception:  # a bug: reported; the next round tries again
+            log.exception("raft: group %d: %s failed", group_id, change)
+        return
+    target = transfer_to(m, conf.voters, host.id)
+    if target is not None:
+        log.warning(
+            "raft: group %d: node %d is leaving; leadership to %d", group_id, host.id, target
+        )
+        await host.transfer_leader(group_id, target)
+        return
+    replicas = tuple(sorted(conf.voters | conf.learners))
+    if m.bootstrapped and m.replicas_of(group_id) != replicas:
+        await _record_replicas(raft, group_id, replicas)
+
+
+async def _record_replicas(raft: RaftParts, group_id: int, replicas: tuple[int, ...]) -> None:
+    """Propose `SetReplicas` to the meta group: directly if this node leads it, else
+    through the meta leader's admin method (as `atoll admin` does)."""
+    command = SetReplicas(group_id, replicas)
+    try:
+        if raft.host.is_leader(META_GROUP_ID):
+            result = await raft.meta.propose(command)
+            if not result.ok:
+                log.info("raft: recording group %d's replicas: %s", group_id, result.reason)
+            return
+        leader = raft.host.leader_of(META_GROUP_ID)
+        address = raft.meta.addresses().get(leader, "")
+        if not address:
+            return
+        pool = RpcPool()
+        try:
+            client = await pool.get(address)
+            await client.call(
+                METHOD_ADMIN, encode_command(command), timeout_s=CONF_CHANGE_TIMEOUT_S
+            )
+        finally:
+            await pool.close()
+    except Exception as err:  # the next round tries again
+        log.info("raft: recording group %d's replicas failed: %s", group_id, err)
 
 
 async def _serve_storage(
@@ -296,8 +420,8 @@ async def _serve_storage(
 
 
 def _kv_replicas(agent: NodeAgent) -> Callable[[], dict[int, str]]:
-    """The KV region's replicas (the member nodes) by the agent's current map."""
-    return lambda: {n.id: n.rpc for n in agent.map.nodes.values() if n.member}
+    """The KV region's replicas by the agent's current map."""
+    return lambda: agent.map.rpc_addresses(agent.map.replicas_of(REGION_ID))
 
 
 async def _serve_s3(
@@ -410,9 +534,10 @@ async def _start_kv_front(
 ) -> None:
     """The public gRPC KV API: gateway processes, or a gRPC server in this process."""
     if config.kv_gateway_processes:
-        spec = GatewaySpec(
-            config.kv_address, config.node_id, {m.id: m.rpc for m in config.nodes}, os.getpid()
-        )
+        nodes = {m.id: m.rpc for m in config.nodes}
+        nodes.update(service.host.peers_addresses())
+        nodes[config.node_id] = config.rpc_address
+        spec = GatewaySpec(config.kv_address, config.node_id, nodes, os.getpid())
         started = await asyncio.gather(
             *(_start_gateway(spec) for _ in range(config.kv_gateway_processes)),
             return_exceptions=True,

@@ -53,8 +53,9 @@ def stop_dev(run: DevRun) -> int:
     """SIGTERM, as Ctrl-C would; SIGKILL it and its nodes if it does not stop. A node
     a test stopped (SIGSTOP) is continued first, so that it can exit."""
     for node in run.document.get("nodes", []):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(node["pid"]), signal.SIGCONT)
+        if node.get("pid"):  # None: a node `atoll dev stop-node` stopped
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(node["pid"]), signal.SIGCONT)
     if run.process.poll() is None:
         run.process.send_signal(signal.SIGTERM)
     try:
@@ -62,6 +63,7 @@ def stop_dev(run: DevRun) -> int:
     except subprocess.TimeoutExpired:
         run.process.kill()
         for node in run.document.get("nodes", []):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(node["pid"]), signal.SIGKILL)
+            if node.get("pid"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(node["pid"]), signal.SIGKILL)
         return run.process.wait(DEV_STOP_TIMEOUT_S)

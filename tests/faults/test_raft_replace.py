@@ -3,7 +3,8 @@
 of the meta group and of the KV region) with a fourth node added by `atoll dev
 add-node`. `kill -9` of a founding node: once it is out, each group's leader adds
 node 4 as a learner, promotes it once caught up and removes the dead voter, and the
-map records the new replicas. Then `kill -9` of a second founding node: with the old
+map records the new replicas; node 4 restarts as a voter. Then `kill -9` of a second
+founding node: with the old
 voters that would leave one live voter of three (no majority); with the replacement
 the groups still commit (the meta leader marks the node down, a KV write commits)
 and every acknowledged object reads back."""
@@ -55,6 +56,13 @@ def test_a_dead_voter_is_replaced_by_a_learner_on_a_live_node(tmp_path: Path) ->
             lambda d: d["degraded_pgs"] == 0 and d["bytes_to_repair"] == 0,
             240,
         )
+
+        # Node 4 restarts: it opens its groups from its stored log, as a voter, at once.
+        for verb, state in (("stop-node", "down"), ("start-node", "up")):
+            done = cluster.cli("dev", verb, "4", "--dir", str(cluster.root), with_cluster=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            cluster.wait_for(f"node 4 {state}", lambda d, s=state: node_state(d, 4) == s, 60)
+        cluster.document = json.loads((cluster.root / "cluster.json").read_text())
 
         # A second founder dies: voters 1 and 4 are a majority of {1, 3, 4}.
         cluster.signal(3, signal.SIGKILL)

@@ -154,6 +154,9 @@ class ClusterMap:
     founders: tuple[int, ...] = ()
     # The meta group's replicas (voters and learners) as its leader last recorded them.
     meta_replicas: tuple[int, ...] = ()
+    # Per Raft group, the log index of the configuration its replicas were recorded
+    # from: a record from an older configuration (a deposed leader's) is refused.
+    replicas_index: dict[int, int] = field(default_factory=dict)
 
     @property
     def bootstrapped(self) -> bool:
@@ -352,6 +355,8 @@ def map_to_json(m: ClusterMap) -> dict[str, Any]:
         out["founders"] = list(m.founders)
     if m.meta_replicas != m.founders:
         out["meta_replicas"] = list(m.meta_replicas)
+    if m.replicas_index:
+        out["replicas_index"] = [[g, i] for g, i in sorted(m.replicas_index.items())]
     return out
 
 
@@ -397,6 +402,7 @@ def map_from_json(d: dict[str, Any]) -> ClusterMap:
         next_pool_id=int(d["next_pool_id"]),
         founders=founders,
         meta_replicas=tuple(int(i) for i in d.get("meta_replicas", founders)),
+        replicas_index={int(g): int(i) for g, i in d.get("replicas_index", [])},
     )
 
 

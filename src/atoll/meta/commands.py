@@ -114,6 +114,7 @@ class SetReplicas:
 
     group_id: int
     replicas: tuple[int, ...]
+    conf_index: int  # the log index of the configuration they are read from
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,11 @@ def _fields(command: Command) -> dict[str, Any]:
     if isinstance(command, CreatePool):
         return {"pool": pool_to_json(command.pool)}
     if isinstance(command, SetReplicas):
-        return {"group_id": command.group_id, "replicas": list(command.replicas)}
+        return {
+            "group_id": command.group_id,
+            "replicas": list(command.replicas),
+            "conf_index": command.conf_index,
+        }
     if isinstance(command, SetPgTable):
         return {
             "pool_id": command.pool_id,
@@ -319,7 +324,9 @@ def _decode_body(kind: str, body: dict[str, Any]) -> Command:
     if kind == "remove_node":
         return RemoveNode(_int(body, "node_id"))
     if kind == "set_replicas":
-        return SetReplicas(_int(body, "group_id"), _ints(body["replicas"], "replicas"))
+        return SetReplicas(
+            _int(body, "group_id"), _ints(body["replicas"], "replicas"), _int(body, "conf_index")
+        )
     if kind == "set_device_state":
         return SetDeviceState(_int(body, "device_id"), _str(body, "state"))
     if kind == "create_pool":
@@ -529,14 +536,22 @@ def _set_replicas(m: ClusterMap, c: SetReplicas) -> tuple[ClusterMap, Applied]:
     unknown = [i for i in replicas if i not in m.nodes]
     if unknown:
         return refuse(m, f"no node {unknown[0]}")
+    if c.group_id != META_GROUP and c.group_id not in m.regions:
+        return refuse(m, f"no region {c.group_id}")
+    recorded = m.replicas_index.get(c.group_id, 0)
+    if c.conf_index < recorded:
+        return refuse(
+            m,
+            f"group {c.group_id}: configuration at index {c.conf_index} is older than the"
+            f" recorded one at {recorded}",
+        )
     if replicas == m.replicas_of(c.group_id):
         return refuse(m, f"group {c.group_id}'s replicas are {list(replicas)} already")
+    indexes = with_item(m.replicas_index, c.group_id, c.conf_index)
     if c.group_id == META_GROUP:
-        return changed(m, meta_replicas=replicas)
-    region = m.regions.get(c.group_id)
-    if region is None:
-        return refuse(m, f"no region {c.group_id}")
-    return changed(m, regions=with_item(m.regions, region.id, replace(region, replicas=replicas)))
+        return changed(m, meta_replicas=replicas, replicas_index=indexes)
+    region = replace(m.regions[c.group_id], replicas=replicas)
+    return changed(m, regions=with_item(m.regions, region.id, region), replicas_index=indexes)
 
 
 def _set_pg_table(m: ClusterMap, c: SetPgTable) -> tuple[ClusterMap, Applied]:

@@ -5,8 +5,9 @@ second and carries out the one change it returns, if any; the Raft core allows o
 membership change at a time and refuses to promote a learner that has not caught up,
 so the next round simply asks again.
 
-A voter is *leaving* when the map says its node is `out` or `draining`, or no longer
-knows the node. The rules, first match wins:
+A voter is *leaving* when the map says its node is `out` or `draining`. A voter the
+map does not know is not (a founder that has not registered yet; a node cannot be
+removed from the map while it holds a replica). The rules, first match wins:
 
 1. A learner on a node that is not `up` is removed (it will not catch up).
 2. Fewer than `VOTERS_MIN` voters that are not leaving: a learner is promoted if there
@@ -39,7 +40,7 @@ VOTERS_MIN = 3
 
 def leaving(m: ClusterMap, node_id: int) -> bool:
     node = m.nodes.get(node_id)
-    return node is None or node.state in (NODE_OUT, NODE_DRAINING)
+    return node is not None and node.state in (NODE_OUT, NODE_DRAINING)
 
 
 def next_change(

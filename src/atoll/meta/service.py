@@ -396,15 +396,24 @@ class MetaService:
 
     def _require_leader(self) -> None:
         if not self.host.is_leader(META_GROUP_ID):
-            leader = self.host.leader_of(META_GROUP_ID)
-            address = self.addresses().get(leader, "")
-            if not address:
-                # No leader known here (an election, or a node that holds no replica
-                # yet): name another replica, which may know.
-                others = [a for i, a in sorted(self.replicas().items()) if i != self.host.id]
-                leader, address = 0, others[0] if others else ""
-            detail = meta_pb2.NotLeaderDetail(leader_id=leader, leader_rpc=address)
-            raise HandlerError(ERROR_NOT_LEADER, detail.SerializeToString())
+            raise self._not_leader()
+
+    def _not_leader(self) -> HandlerError:
+        leader = self.host.leader_of(META_GROUP_ID)
+        address = self.addresses().get(leader, "")
+        if not address:
+            # No leader known here (an election, or a node that holds no replica
+            # yet): name another replica, which may know.
+            others = [a for i, a in sorted(self.replicas().items()) if i != self.host.id]
+            leader, address = 0, others[0] if others else ""
+        detail = meta_pb2.NotLeaderDetail(leader_id=leader, leader_rpc=address)
+        return HandlerError(ERROR_NOT_LEADER, detail.SerializeToString())
+
+    def _cut_off(self) -> bool:
+        """Whether this replica knows no leader: an election runs, it is on the
+        minority side of a partition, or it was removed from the group while it was
+        away (it hears from no one, so its map no longer moves)."""
+        return not self.host.is_leader(META_GROUP_ID) and not self.host.leader_of(META_GROUP_ID)
 
     async def propose(self, command: Command) -> Applied:
         try:
@@ -543,12 +552,14 @@ class MetaService:
         request = meta_pb2.WatchRequest.FromString(message)
         if self._watchers >= self.config.watchers_max:
             raise HandlerError(ERROR_META, b"too many map watchers")
+        if self._cut_off():
+            raise self._not_leader()
         return self._watch_stream(request.epoch)
 
     async def _watch_stream(self, known_epoch: int) -> AsyncIterator[Chunk]:
         """The map whenever its epoch passes what was sent; an empty chunk after
         `watch_keepalive_s` without one, so the watcher can tell silence from a
-        stalled member."""
+        stalled member; ends with `not_leader` when this replica knows no leader."""
         self._watchers += 1
         try:
             sent = known_epoch
@@ -566,6 +577,10 @@ class MetaService:
                         self.config.watch_keepalive_s,
                     )
                 except TimeoutError:
+                    if self._cut_off():
+                        # The watcher goes elsewhere rather than keep a map that no
+                        # longer moves.
+                        raise self._not_leader() from None
                     yield b"", None
         finally:
             self._watchers -= 1

@@ -196,9 +196,7 @@ class RaftHost:
         configuration (the base of a log that was never compacted)."""
         state = self.log_store.load(group_id)
         if state.snapshot.index == 0 and not state.snapshot.conf.voters:
-            # The log still starts at the bootstrap: its base is the first configuration,
-            # recorded so that a restart needs no one to say it again.
-            self.log_store.initialize(group_id, initial)
+            # The log still starts at the bootstrap: its base is the first configuration.
             state = PersistedState(state.hard_state, SnapshotMeta(0, 0, initial), state.entries)
         raft_config = RaftConfig(
             id=self.id,
@@ -323,6 +321,10 @@ class RaftHost:
     def conf(self, group_id: int) -> ConfState:
         """The group's voters and learners in the configuration in effect here."""
         return self.groups[group_id].core.conf
+
+    def conf_index(self, group_id: int) -> int:
+        """The log index of that configuration (`Raft.conf_index`)."""
+        return self.groups[group_id].core.conf_index
 
     async def change_conf(self, group_id: int, change: ConfChange, timeout_s: float) -> None:
         """Propose a membership change of `group_id` (on its leader) and return once it

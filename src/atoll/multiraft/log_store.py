@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from atoll.base.errors import invariant
@@ -125,18 +126,21 @@ class LogStore:
             )
             self._move_base(batch, group_id, meta, bounds)
 
-    def initialize(self, group_id: int, conf: ConfState) -> None:
-        """Record `conf` as the first configuration of a group that has nothing stored
-        yet (a log base at index 0), with a synced write; a group with anything stored
-        is left as it is."""
+    def initialize(self, group_ids: Iterable[int], conf: ConfState) -> None:
+        """Record `conf` as the first configuration (a log base at index 0) of each of
+        `group_ids` that has nothing stored yet, in one synced write: a crash leaves
+        all of them recorded or none. Groups with anything stored are left alone."""
+        invariant(bool(conf.voters), "raft log store: a first configuration needs voters")
         with self._lock:
             invariant(self._pending_batch is None, "raft log store: initialize while staging")
-            state = self.load(group_id)
-            if state.snapshot.index or state.snapshot.conf.voters or state.entries:
-                return
             batch = WriteBatch()
-            batch.put(*encode_log_base(group_id, SnapshotMeta(0, 0, conf)))
-            self._engine.write(batch, sync=True)
+            for group_id in group_ids:
+                state = self.load(group_id)
+                if state.snapshot.index or state.snapshot.conf.voters or state.entries:
+                    continue
+                batch.put(*encode_log_base(group_id, SnapshotMeta(0, 0, conf)))
+            if len(batch):
+                self._engine.write(batch, sync=True)
 
     def destroy(self, batch: WriteBatch, group_id: int) -> None:
         """Remove every record of `group_id`."""

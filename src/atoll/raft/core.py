@@ -226,6 +226,12 @@ class Raft:
         later = [(i, c) for i, c in self._conf_history if i > index]
         self._conf_history = [(index, self.conf_at(index)), *later]
 
+    @property
+    def conf_index(self) -> int:
+        """The log index at which the configuration in effect took effect (or the log
+        base it was carried to): higher for every later configuration."""
+        return self._conf_history[-1][0] if self._conf_history else 0
+
     def conf_at(self, index: int) -> ConfState:
         conf = self._conf_history[0][1]
         for start, candidate in self._conf_history:

@@ -25,8 +25,8 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -55,6 +55,7 @@ from atoll.meta.service import (
     MetaConfig,
     MetaService,
     bootstrap_command,
+    decode_applied,
     redirect_handlers,
 )
 from atoll.meta.state_machine import MetaStateMachine
@@ -62,7 +63,15 @@ from atoll.multiraft.host import HostConfig, RaftHost
 from atoll.multiraft.log_store import LogStore
 from atoll.proto import kv_pb2_grpc
 from atoll.raft import ConfState, RaftError
-from atoll.rpc import ClientStreamHandler, Handler, LocalClient, RpcPool, RpcServer
+from atoll.rpc import (
+    ClientStreamHandler,
+    Handler,
+    HandlerError,
+    LocalClient,
+    RpcError,
+    RpcPool,
+    RpcServer,
+)
 from atoll.server.config import NodeConfig, load
 from atoll.storage import DeviceConfig as StorageDeviceConfig
 from atoll.storage import StorageService
@@ -73,6 +82,7 @@ REGION_ID = 1
 VOTER_DUTY_INTERVAL_S = 1.0
 CONF_CHANGE_TIMEOUT_S = 10.0
 MAP_WAIT_S = 3600.0  # a joined node waits this long for its first map
+TRANSFER_RETRY_S = 5.0  # a leader leaving asks for a transfer at most this often
 GRPC_STOP_GRACE_S = 2.0
 GATEWAY_START_TIMEOUT_S = 30.0
 GATEWAY_STOP_TIMEOUT_S = 5.0
@@ -93,6 +103,14 @@ class RaftParts:
     meta: MetaService
     handlers: dict[str, Handler]
     stream_handlers: dict[str, ClientStreamHandler]
+    pool: RpcPool = field(default_factory=RpcPool)  # to the meta leader (SetReplicas)
+    transfer_asked: dict[int, float] = field(default_factory=dict)  # group -> when
+
+    def served(self, member: bool) -> dict[str, Handler]:
+        """The rpc methods to serve: on a node that joined, the meta methods are the
+        redirecting ones (`redirect_handlers`), which hand over to `meta` once this
+        node holds a replica of the meta group."""
+        return {k: v for k, v in self.handlers.items() if member or not k.startswith("meta.")}
 
 
 async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
@@ -107,10 +125,10 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
         stack.callback(engine.close)
         raft: RaftParts | None = None
         if config.member or _holds_replicas(engine):
-            # A founding member starts from the configured members; a node that was
-            # given replicas later has their configuration stored.
-            raft = _make_raft(config, engine, ConfState(frozenset(m.id for m in config.nodes)))
-            handlers.update(raft.handlers)
+            # A founding member starts from the configured members; a node that joined
+            # has its groups' first configuration stored (written when it opened them).
+            raft = await _make_raft(config, engine, [m.id for m in config.nodes])
+            handlers.update(raft.served(config.member))
             stream_handlers.update(raft.stream_handlers)
         rpc_host, rpc_port = _split(config.rpc_address)
         rpc_server = RpcServer(handlers, rpc_host, rpc_port, client_stream_handlers=stream_handlers)
@@ -140,9 +158,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
             )
         tasks.append(asyncio.create_task(agent.run(), name="meta-agent"))
         tasks.append(
-            asyncio.create_task(
-                _raft_duties(config, engine, agent, rpc_server, holder, stack), name="raft-duties"
-            )
+            asyncio.create_task(_raft_side(config, engine, agent, rpc_server, holder), name="raft")
         )
         storage: asyncio.Future[StorageService] = asyncio.get_running_loop().create_future()
         if config.devices:
@@ -152,7 +168,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
                 )
             )
         if config.s3_address:
-            # A member serves the KV region itself: its gateway calls it in process.
+            # A node holding a KV replica serves it to its own gateway in process.
             kv_local = LocalClient(handlers) if raft is not None else None
             tasks.append(
                 asyncio.create_task(_serve_s3(config, agent, storage, kv_local), name="s3")
@@ -168,11 +184,6 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
             for task in waits:
                 task.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
-        running = holder[0]
-        if running is not None and running.host.failure is not None:
-            raise RuntimeError(
-                f"node {config.node_id}: the Raft host failed"
-            ) from running.host.failure
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 error = task.exception()
@@ -191,14 +202,19 @@ def _meta_replica(raft: RaftParts | None) -> MetaService | None:
 
 
 def _holds_replicas(engine: Engine) -> bool:
-    """Whether this node's engine holds a Raft log of the meta group (a replica it was
-    given, or made as a founding member)."""
+    """Whether this node's engine holds the Raft logs of its groups (made as a founding
+    member, or opened after it joined: `_make_raft` records both at once)."""
     return META_GROUP_ID in LogStore(engine).groups()
 
 
-def _make_raft(config: NodeConfig, engine: Engine, initial: ConfState) -> RaftParts:
+async def _make_raft(config: NodeConfig, engine: Engine, founders: Iterable[int]) -> RaftParts:
     """The Raft host with the meta group and the KV region, and the services on them.
-    `initial` is the groups' first configuration, used only if none is stored."""
+    `founders` are the groups' first voters: recorded (both groups in one synced
+    write) unless the groups have a stored log already; () when they must have."""
+    initial = ConfState(frozenset(founders))
+    log_store = LogStore(engine)
+    if initial.voters:
+        await asyncio.to_thread(log_store.initialize, (META_GROUP_ID, REGION_ID), initial)
     rng = random.Random(int.from_bytes(os.urandom(8), "big"))
     host = RaftHost(
         HostConfig(
@@ -218,7 +234,8 @@ def _make_raft(config: NodeConfig, engine: Engine, initial: ConfState) -> RaftPa
     host.add_group(REGION_ID, kv_sm, initial)
     # The nodes this one's stored map knows: a restarted replica reaches its peers
     # before it has heard from anyone.
-    host.set_peers(meta_sm.current.rpc_addresses(meta_sm.current.nodes))
+    stored = meta_sm.current
+    host.set_peers(stored.rpc_addresses(stored.nodes))
     meta = MetaService(
         host,
         meta_sm,
@@ -227,7 +244,7 @@ def _make_raft(config: NodeConfig, engine: Engine, initial: ConfState) -> RaftPa
         clock=time.monotonic,
     )
     kv_addresses = {m.id: m.kv for m in config.nodes}
-    kv_addresses.update({n.id: n.kv for n in meta_sm.current.nodes.values() if n.kv})
+    kv_addresses.update({n.id: n.kv for n in stored.nodes.values() if n.kv})
     kv = KvService(host, kv_sm, kv_addresses, ServiceConfig(REGION_ID))
     return RaftParts(
         host,
@@ -241,54 +258,65 @@ def _make_raft(config: NodeConfig, engine: Engine, initial: ConfState) -> RaftPa
 async def _start_raft(
     config: NodeConfig, stack: contextlib.AsyncExitStack, raft: RaftParts
 ) -> None:
+    """Start the host and the public KV front; `stack` stops them."""
     await raft.host.start()
     stack.push_async_callback(raft.host.stop)
+    stack.push_async_callback(raft.pool.close)
     await _start_kv_front(config, stack, raft.kv)
 
 
-async def _raft_duties(
+async def _raft_side(
     config: NodeConfig,
     engine: Engine,
     agent: NodeAgent,
     rpc_server: RpcServer,
     holder: list[RaftParts | None],
-    stack: contextlib.AsyncExitStack,
 ) -> None:
     """The Raft side of the node for its whole life. A node that joined and holds no
-    replica yet starts its host once the map is known, with the founders' first
-    configuration (so that it can be added to the groups later and replay their logs
-    from the start, as the founders did). Then, once a second: the host and the KV
-    service learn the addresses the map gives; the leader duties run (the meta
-    service's, and `_manage_replicas` for each group this node leads)."""
-    raft = holder[0]
-    if raft is None:
-        await agent.joined.wait()
-        await agent.wait_for(lambda m: bool(m.founders), MAP_WAIT_S)
-        raft = _make_raft(config, engine, ConfState(frozenset(agent.map.founders)))
-        holder[0] = raft
-        rpc_server.add_handlers(
-            {k: v for k, v in raft.handlers.items() if not k.startswith("meta.")},
-            raft.stream_handlers,
-        )
-        await _start_raft(config, stack, raft)
-    duties = asyncio.create_task(raft.meta.run(), name="meta-duties")
-    try:
-        while True:
-            if raft.host.failed.is_set():
-                raise RuntimeError("the Raft host failed") from raft.host.failure
-            if duties.done():
-                duties.result()
-                raise RuntimeError("the meta duties ended")
-            m = agent.map if agent.map.bootstrapped else raft.meta.map
+    replica yet opens its groups once the map is known, with the founders' first
+    configuration (so that a leader may add it later and it replays the groups' logs
+    from their start, as the founders did); this task then owns them. Ends (raising)
+    if the host or the meta duties fail."""
+    async with contextlib.AsyncExitStack() as stack:
+        raft = holder[0]
+        if raft is None:
+            await agent.joined.wait()
+            await agent.wait_for(lambda m: bool(m.founders), MAP_WAIT_S)
+            raft = await _make_raft(config, engine, agent.map.founders)
+            holder[0] = raft
+            rpc_server.add_handlers(raft.served(member=False), raft.stream_handlers)
+            await _start_raft(config, stack, raft)
+        parts = [
+            asyncio.create_task(raft.meta.run(), name="meta-duties"),
+            asyncio.create_task(_raft_duties(raft, agent), name="raft-duties"),
+            asyncio.create_task(raft.host.failed.wait(), name="raft-host"),
+        ]
+        try:
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in parts:
+                task.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
+        if raft.host.failure is not None:
+            raise RuntimeError("the Raft host failed") from raft.host.failure
+        for task in done:
+            task.result()  # raises what ended it
+        raise RuntimeError(f"{sorted(t.get_name() for t in done)} ended")
+
+
+async def _raft_duties(raft: RaftParts, agent: NodeAgent) -> None:
+    """Once a second: the host and the KV service learn the addresses the map gives;
+    for each group this node leads, `_manage_replicas`. Waits for a bootstrapped map
+    (the agent's: the meta leader's, newer than this replica's own may be)."""
+    while True:
+        m = agent.map
+        if m.bootstrapped:
             raft.host.set_peers(m.rpc_addresses(m.nodes))
             raft.kv.kv_addresses.update({n.id: n.kv for n in m.nodes.values() if n.kv})
             for group_id in (META_GROUP_ID, REGION_ID):
                 if raft.host.is_leader(group_id):
                     await _manage_replicas(raft, m, group_id)
-            await asyncio.sleep(VOTER_DUTY_INTERVAL_S)
-    finally:
-        duties.cancel()
-        await asyncio.gather(duties, return_exceptions=True)
+        await asyncio.sleep(VOTER_DUTY_INTERVAL_S)
 
 
 async def _manage_replicas(raft: RaftParts, m: ClusterMap, group_id: int) -> None:
@@ -304,45 +332,45 @@ async def _manage_replicas(raft: RaftParts, m: ClusterMap, group_id: int) -> Non
             log.warning("raft: group %d: %s done", group_id, change)
         except RaftError as err:
             log.info("raft: group %d: %s not done yet: %s", group_id, change, err)
-        except Exception:  # a bug: reported; the next round tries again
-            log.exception("raft: group %d: %s failed", group_id, change)
         return
     target = transfer_to(m, conf.voters, host.id)
-    if target is not None:
+    now = time.monotonic()
+    if target is not None and now - raft.transfer_asked.get(group_id, -1e9) > TRANSFER_RETRY_S:
+        raft.transfer_asked[group_id] = now
         log.warning(
             "raft: group %d: node %d is leaving; leadership to %d", group_id, host.id, target
         )
-        await host.transfer_leader(group_id, target)
+        try:
+            await host.transfer_leader(group_id, target)
+        except RaftError as err:
+            log.info("raft: group %d: transfer to %d not asked: %s", group_id, target, err)
         return
     replicas = tuple(sorted(conf.voters | conf.learners))
-    if m.bootstrapped and m.replicas_of(group_id) != replicas:
-        await _record_replicas(raft, group_id, replicas)
+    if m.replicas_of(group_id) != replicas:
+        await _record_replicas(raft, SetReplicas(group_id, replicas, host.conf_index(group_id)))
 
 
-async def _record_replicas(raft: RaftParts, group_id: int, replicas: tuple[int, ...]) -> None:
-    """Propose `SetReplicas` to the meta group: directly if this node leads it, else
-    through the meta leader's admin method (as `atoll admin` does)."""
-    command = SetReplicas(group_id, replicas)
+async def _record_replicas(raft: RaftParts, command: SetReplicas) -> None:
+    """Propose `command` to the meta group: directly if this node leads it, else
+    through the meta leader's admin method (as `atoll admin` does). A refusal or a
+    failure is logged; the next round tries again."""
     try:
         if raft.host.is_leader(META_GROUP_ID):
             result = await raft.meta.propose(command)
-            if not result.ok:
-                log.info("raft: recording group %d's replicas: %s", group_id, result.reason)
-            return
-        leader = raft.host.leader_of(META_GROUP_ID)
-        address = raft.meta.addresses().get(leader, "")
-        if not address:
-            return
-        pool = RpcPool()
-        try:
-            client = await pool.get(address)
-            await client.call(
+        else:
+            address = raft.meta.addresses().get(raft.host.leader_of(META_GROUP_ID), "")
+            if not address:
+                return
+            client = await raft.pool.get(address)
+            reply = await client.call(
                 METHOD_ADMIN, encode_command(command), timeout_s=CONF_CHANGE_TIMEOUT_S
             )
-        finally:
-            await pool.close()
-    except Exception as err:  # the next round tries again
-        log.info("raft: recording group %d's replicas failed: %s", group_id, err)
+            result = decode_applied(bytes(reply.message))
+    except (HandlerError, RpcError, OSError) as err:
+        log.info("raft: recording %s failed: %s", command, err)
+        return
+    if not result.ok:
+        log.info("raft: recording %s refused: %s", command, result.reason)
 
 
 async def _serve_storage(

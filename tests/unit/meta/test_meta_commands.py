@@ -53,7 +53,7 @@ EVERY_KIND: list[Command] = [
     RegisterDevice(4, "/data/d0", 1 << 40),
     SetNodeState(4, NODE_DOWN, expect=NODE_UP),
     RemoveNode(4),
-    SetReplicas(1, (1, 3, 4)),
+    SetReplicas(1, (1, 3, 4), 17),
     SetDeviceState(7, "failed"),
     CreatePool(REPLICATED),
     SetPgTable(1, "ab" * 16, ((1, 2, 3), (3, 2, 1))),
@@ -116,8 +116,8 @@ def test_map_round_trips_with_every_part_filled() -> None:
         CreateBucket("b", "standard", "root", 9),
         SetNodeState(2, NODE_DOWN),
         RegisterNode(4, "127.0.0.1:7004", "", "", "", False),
-        SetReplicas(0, (1, 3, 4)),
-        SetReplicas(1, (4, 1, 3)),
+        SetReplicas(0, (1, 3, 4), 12),
+        SetReplicas(1, (4, 1, 3), 9),
     )
     assert m.founders == (1, 2, 3) and m.meta_replicas == (1, 3, 4)
     data = encode_map(m)
@@ -230,11 +230,11 @@ def test_decommission_removes_a_drained_data_node_only() -> None:
     _, refused = apply_command(run(m, SetNodeState(1, "draining")), RemoveNode(1))
     assert not refused.ok and "replica of Raft group 0" in refused.reason
     # A founder that no longer holds any replica may go, like any drained node.
-    replaced = run(m, SetReplicas(0, (2, 3, 4)), SetReplicas(1, (2, 3, 4)))
+    replaced = run(m, SetReplicas(0, (2, 3, 4), 5), SetReplicas(1, (2, 3, 4), 5))
     replaced = run(replaced, SetNodeState(1, "out"), RemoveNode(1))
     assert 1 not in replaced.nodes and replaced.founders == (1, 2, 3)
     _, refused = apply_command(
-        run(m, SetReplicas(0, (2, 3, 4)), SetNodeState(1, "out")), RemoveNode(1)
+        run(m, SetReplicas(0, (2, 3, 4), 5), SetNodeState(1, "out")), RemoveNode(1)
     )
     assert not refused.ok and "replica of Raft group 1" in refused.reason
     draining = run(m, SetNodeState(4, "draining"))
@@ -253,8 +253,9 @@ def test_decommission_removes_a_drained_data_node_only() -> None:
 def test_set_replicas_records_each_groups_replicas() -> None:
     m = run(cluster(), RegisterNode(4, "127.0.0.1:7004", "", "", "", False))
     assert m.replicas_of(0) == m.replicas_of(1) == m.founders == (1, 2, 3)
-    moved = run(m, SetReplicas(1, (4, 3, 1, 4)))
+    moved = run(m, SetReplicas(1, (4, 3, 1, 4), 20))
     assert moved.replicas_of(1) == (1, 3, 4) and moved.replicas_of(0) == (1, 2, 3)
+    assert moved.replicas_index == {1: 20}
     assert moved.epoch == m.epoch + 1
     assert moved.rpc_addresses(moved.replicas_of(1)) == {
         1: "127.0.0.1:7001",
@@ -262,10 +263,12 @@ def test_set_replicas_records_each_groups_replicas() -> None:
         4: "127.0.0.1:7004",
     }
     for bad, reason in [
-        (SetReplicas(1, ()), "at least one"),
-        (SetReplicas(1, (1, 9)), "no node 9"),
-        (SetReplicas(7, (1, 2)), "no region 7"),
-        (SetReplicas(1, (3, 1, 4)), "already"),
+        (SetReplicas(1, (), 30), "at least one"),
+        (SetReplicas(1, (1, 9), 30), "no node 9"),
+        (SetReplicas(7, (1, 2), 30), "no region 7"),
+        (SetReplicas(1, (3, 1, 4), 30), "already"),
+        # A deposed leader's record, from a configuration older than the recorded one.
+        (SetReplicas(1, (1, 2, 3), 19), "older than the recorded one at 20"),
     ]:
         _, refused = apply_command(moved, bad)
         assert not refused.ok and reason in refused.reason, (bad, refused.reason)
@@ -277,6 +280,7 @@ def test_a_map_from_before_the_replicas_were_recorded_reads_its_founders() -> No
     assert "founders" not in body and "meta_replicas" not in body  # as before them
     old = cluster_map.map_from_json(body)
     assert old == m and old.founders == old.meta_replicas == (1, 2, 3)
-    moved = run(m, SetReplicas(0, (1, 2)))
+    moved = run(m, SetReplicas(0, (1, 2), 4))
     assert cluster_map.map_to_json(moved)["meta_replicas"] == [1, 2]
+    assert cluster_map.map_to_json(moved)["replicas_index"] == [[0, 4]]
     assert decode_map(encode_map(moved)) == moved

@@ -105,3 +105,10 @@ def test_a_replacement_goes_to_the_zone_the_staying_voters_use_least() -> None:
     assert next_change(m, {1, 2, 3}, set(), 1) == ConfChange(ADD_LEARNER, 6)
     m = cluster({1: NODE_UP, 2: NODE_UP, 3: NODE_OUT, 4: NODE_UP, 5: NODE_UP})
     assert next_change(m, {1, 2, 3}, set(), 1) == ConfChange(ADD_LEARNER, 4)
+
+
+def test_voters_the_map_does_not_know_yet_are_left_alone() -> None:
+    # Just after the bootstrap only some founders have registered; a joiner is up.
+    m = cluster({1: NODE_UP, 4: NODE_UP})
+    assert next_change(m, {1, 2, 3}, set(), 1) is None
+    assert next_change(m, {1, 2, 3, 5, 6}, set(), 1) is None

@@ -139,20 +139,22 @@ def test_entries_and_hard_state_round_trip(db: Engine) -> None:
 
 
 @all_kinds
-def test_initialize_records_the_first_configuration_of_an_empty_group_only(db: Engine) -> None:
+def test_initialize_records_the_first_configuration_of_empty_groups_only(db: Engine) -> None:
     store = LogStore(db)
     first = ConfState(frozenset({1, 2, 3}))
-    store.initialize(7, first)
-    assert store.load(7) == PersistedState(snapshot=SnapshotMeta(0, 0, first))
-    store.initialize(7, ConfState(frozenset({9})))  # already recorded: kept
+    persist(store, 8, Ready(entries=ents(1, 2)), sync=True)
+    store.initialize([7, 8, 9], first)
+    for group_id in (7, 9):
+        assert store.load(group_id) == PersistedState(snapshot=SnapshotMeta(0, 0, first))
+    assert store.load(8).snapshot == SnapshotMeta()  # entries stored: not an empty group
+    store.initialize([7], ConfState(frozenset({9})))  # already recorded: kept
     assert store.load(7).snapshot.conf == first
     persist(store, 7, Ready(entries=ents(1, 3)), sync=True)  # the log grows on its base
     assert store.load(7) == PersistedState(
         snapshot=SnapshotMeta(0, 0, first), entries=tuple(ents(1, 3))
     )
-    persist(store, 8, Ready(entries=ents(1, 2)), sync=True)
-    store.initialize(8, first)  # entries stored: not an empty group
-    assert store.load(8).snapshot == SnapshotMeta()
+    with pytest.raises(InvariantError):
+        store.initialize([10], ConfState())
 
 
 @all_kinds

@@ -93,7 +93,11 @@ async def wait_map(address: str, timeout_s: float = 60) -> ClusterMap:
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
                 m = await client.read_map()
-                if len(m.devices) == 6 and len(m.pg_tables) == len(m.pools) and m.pools:
+                # Every table placed from the final devices: a table recomputed later
+                # (one placed while devices were still joining) would move the epoch
+                # past the writes this map routes.
+                placed = len(m.pg_tables) == len(m.pools) and not m.stale_pools()
+                if len(m.devices) == 6 and m.pools and placed:
                     return m
             await asyncio.sleep(0.2)
     finally:

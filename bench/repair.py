@@ -8,7 +8,8 @@ against its quiet value. Writes bench/results/repair.md and repair.json
 
 Two runs, each on a fresh cluster (started, filled, measured, stopped):
 
-- **unthrottled** (`--set repair_bytes_per_s=0 --set repair_shards_max=6`): fill, wait until healthy, quiet GET
+- **unthrottled** (`--set repair_bytes_per_s=0 --set repair_shards_max=6 --set
+  repair_pgs_max=4`): fill, wait until healthy, quiet GET
   latency, `kill -9` the victim, poll status every 0.5 s until no PG is degraded; no
   foreground load during repair.
 - **default limit** (`repair_bytes_per_s` not set: the node default): the same, with
@@ -620,12 +621,14 @@ async def watch_repair(
 
 
 UNTHROTTLED_SHARDS = 6
+UNTHROTTLED_PGS = 4
 PROFILE: Path | None = None  # --profile DIR
 PROFILE_S = 30
 
 
 def start_profiles(cluster: DevCluster, victim: int, where: Path) -> None:
-    """py-spy (collapsed stacks, `--nonblocking`) of every surviving node process for
+    """py-spy (collapsed stacks, `--nonblocking`: pausing the nodes 97 times a second
+    slowed repair by half) of every surviving node process for
     PROFILE_S seconds from the moment the victim is out: where repair spends its CPU.
     py-spy stops by itself after the duration."""
     where.mkdir(parents=True, exist_ok=True)
@@ -651,7 +654,11 @@ def settings_for(args: argparse.Namespace, rate: int | None) -> list[str]:
     ]
     if rate is not None:
         # Rate limits off: no byte rate, and as many shards at once as help.
-        settings += [f"repair_bytes_per_s={rate}", f"repair_shards_max={UNTHROTTLED_SHARDS}"]
+        settings += [
+            f"repair_bytes_per_s={rate}",
+            f"repair_shards_max={UNTHROTTLED_SHARDS}",
+            f"repair_pgs_max={UNTHROTTLED_PGS}",
+        ]
     return settings
 
 

@@ -697,7 +697,7 @@ class Repairer:
 
         def fetch(window: range) -> asyncio.Task[dict[int, memoryview]]:
             return asyncio.create_task(
-                self._data.fetch(target, size, window, sources, follow_map=False)
+                self._data.fetch(target, size, window, sources, follow_map=False, prefer_local=True)
             )
 
         async def blocks() -> AsyncGenerator[tuple[bytes | memoryview, int], None]:

@@ -621,6 +621,7 @@ async def watch_repair(
 
 
 UNTHROTTLED_SHARDS = 6
+SLICE_S = 5  # the repairing phase's foreground latency, by slices of this many seconds
 UNTHROTTLED_PGS = 4
 PROFILE: Path | None = None  # --profile DIR
 PROFILE_S = 30
@@ -792,6 +793,20 @@ def phases(fg: Foreground, killed: float, r: dict[str, Any]) -> dict[str, Any]:
     for phase, (lo, hi) in bounds.items():
         chosen = [s for s in fg.samples if lo <= s.started - killed < hi]
         out[phase] = latency_summary(chosen, hi - lo) | r["cpu_by_phase"][phase]
+    # Where in the repair the slow GETs were: p99 and max of each 5 s from out.
+    lo, hi = bounds["repairing"]
+    slices = []
+    for start in range(0, max(1, math.ceil(hi - lo)), SLICE_S):
+        chosen = [
+            s.ms for s in fg.samples if s.ok and start <= s.started - killed - lo < start + SLICE_S
+        ]
+        if chosen:
+            chosen.sort()
+            p99 = chosen[min(len(chosen) - 1, math.ceil(0.99 * len(chosen)) - 1)]
+            slices.append(
+                {"from_s": start, "gets": len(chosen), "p99_ms": p99, "max_ms": chosen[-1]}
+            )
+    out["repairing"]["slices"] = slices
     return out
 
 
@@ -1005,7 +1020,7 @@ def render(report: dict[str, Any]) -> str:
         limit_text = (
             "0 (no limit)"
             if limit == "0"
-            else (limit or "default (32 MiB/s, 2 shards at once, per node)")
+            else (limit or "default (32 MiB/s, 1 shard at once, per node)")
         )
         if rep is None:
             add(f"| {name} | {limit_text} | failed | | | | | | | | | | | | |")

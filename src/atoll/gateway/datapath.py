@@ -350,13 +350,11 @@ class DataPath:
         self, target: PartTarget, index: int, offset: int, length: int
     ) -> memoryview:
         client, epoch = await self._client(target.members[index], write=False)
-        pieces: list[memoryview] = []
         stream = client.get_shard(
             target.members[index], target.shard(index), epoch=epoch, offset=offset, length=length
         )
         async with contextlib.aclosing(stream):
-            async for piece in stream:
-                pieces.append(piece)
+            pieces = [piece async for piece in stream]
         if len(pieces) == 1:
             return pieces[0]  # as received: no copy
         return memoryview(b"".join(pieces))

@@ -88,12 +88,12 @@ class RepairConfig:
     """Rebuilt shard bytes per second on this node; 0 = no limit."""
     pgs_max: int = 2
     """PGs rebuilt at once on this node."""
-    shards_max: int = 2
+    shards_max: int = 1
     """Shards rebuilt at once on this node (over all its PGs): each is a pipeline of
     reads from k nodes, a decode and a local write, mostly waiting on the network."""
     interval_s: float = 5.0
     """Pause between passes (a map change ends it early)."""
-    list_concurrency: int = 8
+    list_concurrency: int = 2
     """PGs listed at once."""
     reverify_after_s: float = 3600.0
     """A PG verified this long ago is listed and checked again (a shard file lost
@@ -284,8 +284,7 @@ class Repairer:
         self._bucket = TokenBucket(config.bytes_per_s)
         self._shard_slots = asyncio.Semaphore(config.shards_max)
         self._meter = RateMeter()
-        # (pool, pg) -> the members it was verified with, and when (clock seconds); it
-        # stays verified while this node's positions keep their devices.
+        # (pool, pg) -> the members it was verified with, and when (clock seconds).
         self._verified: dict[tuple[int, int], tuple[tuple[int, ...], float]] = {}
         self.checked_epoch = 0
         self.incomplete: frozenset[tuple[int, int]] = frozenset()
@@ -385,7 +384,7 @@ class Repairer:
                 if (
                     is_named
                     or verified is None
-                    or not _same_positions(verified[0], members, positions)
+                    or verified[0] != members
                     or now - verified[1] > self.config.reverify_after_s
                 ):
                     work.append((pool_id, pg, members, positions))
@@ -861,13 +860,6 @@ class Repairer:
                 await self.local.delete(device_id, info.shard, epoch=m.epoch)
                 stats.stale_removed += 1
                 self.stale_removed += 1
-
-
-def _same_positions(old: tuple[int, ...], new: tuple[int, ...], positions: list[int]) -> bool:
-    """Whether `positions` of a PG are on the same devices in both member lists: if so,
-    what this node verified there still holds (a write that missed one since is named
-    by a repair record), however the PG's other members changed."""
-    return len(old) == len(new) and all(old[i] == new[i] for i in positions)
 
 
 def _forced(records: Iterable[_Record], positions: list[int]) -> dict[PartRef, frozenset[int]]:

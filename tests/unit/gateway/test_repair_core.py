@@ -3,7 +3,7 @@ how endangered it is, and the rate limiter and meter."""
 
 from __future__ import annotations
 
-from atoll.gateway.repair import PartRef, PgListing, RateMeter, TokenBucket, _same_positions
+from atoll.gateway.repair import PartRef, PgListing, RateMeter, TokenBucket
 from atoll.storage.layout import ShardId
 from atoll.storage.messages import ShardInfo
 
@@ -101,11 +101,3 @@ def test_a_listing_missing_a_live_member_cannot_verify_the_pg() -> None:
     assert pg.complete
     unknown = PgListing(pg.pool_id, pg.pg, pg.k, pg.m, pg.members, pg.held, frozenset({1}))
     assert not unknown.complete
-
-
-def test_a_pg_stays_verified_while_this_nodes_positions_keep_their_devices() -> None:
-    before = (11, 12, 13, 14, 15, 16)
-    others_moved = (11, 12, 23, 14, 25, 16)  # positions 2 and 4 went elsewhere
-    assert _same_positions(before, others_moved, [0, 3])
-    assert not _same_positions(before, others_moved, [0, 2])
-    assert not _same_positions(before, (11, 12, 13), [0])  # another width: another PG

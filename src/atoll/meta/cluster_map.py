@@ -180,6 +180,10 @@ class ClusterMap:
         """The atoll.rpc addresses of those of `node_ids` in the map."""
         return {i: self.nodes[i].rpc for i in node_ids if i in self.nodes}
 
+    def kv_addresses(self) -> dict[int, str]:
+        """The public KV addresses of the nodes that have one."""
+        return {n.id: n.kv for n in self.nodes.values() if n.kv}
+
     def devices_of(self, node_id: int) -> list[DeviceRecord]:
         return sorted(
             (d for d in self.devices.values() if d.node_id == node_id), key=lambda d: d.id

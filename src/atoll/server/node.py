@@ -46,16 +46,15 @@ from atoll.kv.service import KvService, ServiceConfig
 from atoll.kv.state_machine import KvStateMachine
 from atoll.meta.agent import AgentConfig, DeviceConfig, NodeAgent, filesystem_usage
 from atoll.meta.cluster_map import ClusterMap
-from atoll.meta.commands import Bootstrap, SetReplicas, encode_command
+from atoll.meta.commands import Bootstrap, SetReplicas
+from atoll.meta.errors import MetaRefused, MetaUnavailable
 from atoll.meta.replicas import next_change, transfer_to
 from atoll.meta.service import (
     META_GROUP_ID,
-    METHOD_ADMIN,
     BootstrapSpec,
     MetaConfig,
     MetaService,
     bootstrap_command,
-    decode_applied,
     redirect_handlers,
 )
 from atoll.meta.state_machine import MetaStateMachine
@@ -66,9 +65,7 @@ from atoll.raft import ConfState, RaftError
 from atoll.rpc import (
     ClientStreamHandler,
     Handler,
-    HandlerError,
     LocalClient,
-    RpcError,
     RpcPool,
     RpcServer,
 )
@@ -103,7 +100,6 @@ class RaftParts:
     meta: MetaService
     handlers: dict[str, Handler]
     stream_handlers: dict[str, ClientStreamHandler]
-    pool: RpcPool = field(default_factory=RpcPool)  # to the meta leader (SetReplicas)
     transfer_asked: dict[int, float] = field(default_factory=dict)  # group -> when
 
     def served(self, member: bool) -> dict[str, Handler]:
@@ -244,7 +240,7 @@ async def _make_raft(config: NodeConfig, engine: Engine, founders: Iterable[int]
         clock=time.monotonic,
     )
     kv_addresses = {m.id: m.kv for m in config.nodes}
-    kv_addresses.update({n.id: n.kv for n in stored.nodes.values() if n.kv})
+    kv_addresses.update(stored.kv_addresses())
     kv = KvService(host, kv_sm, kv_addresses, ServiceConfig(REGION_ID))
     return RaftParts(
         host,
@@ -261,7 +257,6 @@ async def _start_raft(
     """Start the host and the public KV front; `stack` stops them."""
     await raft.host.start()
     stack.push_async_callback(raft.host.stop)
-    stack.push_async_callback(raft.pool.close)
     await _start_kv_front(config, stack, raft.kv)
 
 
@@ -312,17 +307,18 @@ async def _raft_duties(raft: RaftParts, agent: NodeAgent) -> None:
         m = agent.map
         if m.bootstrapped:
             raft.host.set_peers(m.rpc_addresses(m.nodes))
-            raft.kv.kv_addresses.update({n.id: n.kv for n in m.nodes.values() if n.kv})
+            raft.kv.kv_addresses.update(m.kv_addresses())
             for group_id in (META_GROUP_ID, REGION_ID):
                 if raft.host.is_leader(group_id):
-                    await _manage_replicas(raft, m, group_id)
+                    await _manage_replicas(raft, agent, group_id)
         await asyncio.sleep(VOTER_DUTY_INTERVAL_S)
 
 
-async def _manage_replicas(raft: RaftParts, m: ClusterMap, group_id: int) -> None:
+async def _manage_replicas(raft: RaftParts, agent: NodeAgent, group_id: int) -> None:
     """On the leader of `group_id`: make the next membership change
     `atoll.meta.replicas` asks for, hand leadership over if this node is leaving, and
     record the group's replicas in the map when it disagrees."""
+    m = agent.map
     host = raft.host
     conf = host.conf(group_id)
     change = next_change(m, conf.voters, conf.learners, host.id)
@@ -347,26 +343,16 @@ async def _manage_replicas(raft: RaftParts, m: ClusterMap, group_id: int) -> Non
         return
     replicas = tuple(sorted(conf.voters | conf.learners))
     if m.replicas_of(group_id) != replicas:
-        await _record_replicas(raft, SetReplicas(group_id, replicas, host.conf_index(group_id)))
+        await _record_replicas(agent, SetReplicas(group_id, replicas, host.conf_index(group_id)))
 
 
-async def _record_replicas(raft: RaftParts, command: SetReplicas) -> None:
-    """Propose `command` to the meta group: directly if this node leads it, else
-    through the meta leader's admin method (as `atoll admin` does). A refusal or a
-    failure is logged; the next round tries again."""
+async def _record_replicas(agent: NodeAgent, command: SetReplicas) -> None:
+    """Propose `command` to the meta leader through the agent's meta client (as
+    `atoll admin` does). A refusal or a failure is logged; the next round tries
+    again."""
     try:
-        if raft.host.is_leader(META_GROUP_ID):
-            result = await raft.meta.propose(command)
-        else:
-            address = raft.meta.addresses().get(raft.host.leader_of(META_GROUP_ID), "")
-            if not address:
-                return
-            client = await raft.pool.get(address)
-            reply = await client.call(
-                METHOD_ADMIN, encode_command(command), timeout_s=CONF_CHANGE_TIMEOUT_S
-            )
-            result = decode_applied(bytes(reply.message))
-    except (HandlerError, RpcError, OSError) as err:
+        result = await agent.client.admin(command)
+    except (MetaRefused, MetaUnavailable) as err:
         log.info("raft: recording %s failed: %s", command, err)
         return
     if not result.ok:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -80,6 +81,24 @@ class Cluster(DevRun):
     def shard_files(self) -> list[Path]:
         """Every shard file on every device of the cluster."""
         return sorted(self.root.glob("node-*/dev-*/pgs/*/*.shard"))
+
+    def forensics(self, text: str) -> str:
+        """For a failure message: the shard files of every PG `text` names ("pg P.G")
+        on every node's devices, and the nodes' log lines about those PGs and the
+        repair passes, so that a rare failure says what the cluster held and did."""
+        pgs = sorted(set(re.findall(r"\(pg (\d+\.\d+)\)", text)))
+        if not pgs:
+            return ""
+        lines = ["", "forensics:"]
+        for pg in pgs:
+            files = sorted(self.root.glob(f"node-*/dev-*/pgs/{pg}/*"))
+            lines += [f"pg {pg} files:"] + [f"  {f.relative_to(self.root)}" for f in files]
+        wanted = [f"pg {pg}" for pg in pgs] + ["repair: pass", "marking it", "PG table"]
+        for log_file in sorted(self.root.glob("node-*/node.log")):
+            with open(log_file, errors="replace") as f:
+                hits = [line.rstrip()[:300] for line in f if any(w in line for w in wanted)]
+            lines += [f"{log_file.relative_to(self.root)}:"] + [f"  {h}" for h in hits[-60:]]
+        return "\n".join(lines)
 
     def where(self) -> list[str]:
         """How `atoll status` finds this cluster."""
@@ -196,4 +215,7 @@ class Workload:
                 continue
             if hashlib.sha256(body).hexdigest() != digest:
                 wrong.append(f"{bucket}/{key}: {len(body)} bytes, wrong sha256")
-        assert not wrong, f"{len(wrong)} of {len(self.acked)} objects: {wrong[:10]}"
+        assert not wrong, (
+            f"{len(wrong)} of {len(self.acked)} objects: {wrong[:10]}"
+            + self.cluster.forensics(" ".join(wrong[:3]))
+        )

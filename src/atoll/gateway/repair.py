@@ -237,6 +237,7 @@ class IndexStore(Protocol):
 class PassStats:
     epoch: int = 0
     pgs_checked: int = 0
+    pgs_verified: int = 0
     shards_rebuilt: int = 0
     bytes_rebuilt: int = 0
     failures: int = 0
@@ -318,12 +319,15 @@ class Repairer:
             started = self._clock()
             try:
                 stats = await self.pass_once()
-                if stats.shards_rebuilt or stats.failures or stats.stale_removed:
+                # Every pass that listed a PG (after a map change, or an hourly
+                # re-verification) is worth a line: it may have verified PGs.
+                if stats.pgs_checked or stats.failures or stats.stale_removed:
                     log.info(
-                        "repair: pass at epoch %d: %d PGs checked, %d shards (%d bytes) "
-                        "rebuilt, %d failed, %d stale removed, %d PGs incomplete",
+                        "repair: pass at epoch %d: %d PGs checked (%d verified), %d shards"
+                        " (%d bytes) rebuilt, %d failed, %d stale removed, %d PGs incomplete",
                         stats.epoch,
                         stats.pgs_checked,
+                        stats.pgs_verified,
                         stats.shards_rebuilt,
                         stats.bytes_rebuilt,
                         stats.failures,
@@ -432,6 +436,7 @@ class Repairer:
             self._in_progress.discard((pool_id, pg))
             if ok and listing.complete:
                 self._verified[(pool_id, pg)] = (listing.members, now)
+                stats.pgs_verified += 1
             else:
                 incomplete.add((pool_id, pg))
 
@@ -572,6 +577,18 @@ class Repairer:
                 try:
                     if not await self.referenced(part, references):
                         dead.add(part)
+                        # Rare (garbage the collector has not reached yet), and the
+                        # one way a listed gap is left as it is: worth a line.
+                        log.info(
+                            "repair: %s/%s part %d shard %d of pg %d.%d not rebuilt: no"
+                            " object references it",
+                            part[0],
+                            part[1],
+                            part[3],
+                            position,
+                            listing.pool_id,
+                            listing.pg,
+                        )
                         return
                     durable = self.durable_set(part, references)
                     await self.rebuild(

@@ -573,22 +573,20 @@ class Repairer:
 
         async def one(part: PartRef, position: int) -> None:
             nonlocal failed
+
+            def what() -> str:
+                return (
+                    f"{part[0]}/{part[1]} part {part[3]} shard {position} of pg"
+                    f" {listing.pool_id}.{listing.pg}"
+                )
+
             async with self._shard_slots:
                 try:
                     if not await self.referenced(part, references):
                         dead.add(part)
                         # Rare (garbage the collector has not reached yet), and the
                         # one way a listed gap is left as it is: worth a line.
-                        log.info(
-                            "repair: %s/%s part %d shard %d of pg %d.%d not rebuilt: no"
-                            " object references it",
-                            part[0],
-                            part[1],
-                            part[3],
-                            position,
-                            listing.pool_id,
-                            listing.pg,
-                        )
+                        log.info("repair: %s not rebuilt: no object references it", what())
                         return
                     durable = self.durable_set(part, references)
                     await self.rebuild(
@@ -604,16 +602,7 @@ class Repairer:
                 except _ERRORS as err:
                     failed = True
                     stats.failures += 1
-                    log.warning(
-                        "repair: %s/%s part %d shard %d of pg %d.%d not rebuilt: %s",
-                        part[0],
-                        part[1],
-                        part[3],
-                        position,
-                        listing.pool_id,
-                        listing.pg,
-                        err,
-                    )
+                    log.warning("repair: %s not rebuilt: %s", what(), err)
 
         await asyncio.gather(*(one(part, position) for part, position in missing))
         ok = not failed

@@ -30,6 +30,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 
 import crc32c
 
+from atoll.base.errors import invariant
 from atoll.erasure import StripeCodec, StripeLayout
 from atoll.gateway.errors import ServiceUnavailable
 from atoll.meta.cluster_map import (
@@ -64,6 +65,8 @@ SHARD_TIMEOUT_S = 10.0
 _SHARD_ERRORS = (RpcError, StorageError, OSError, ValueError)
 
 _Block = tuple[bytes | memoryview, int]  # a block and its CRC-32C
+WindowShards = dict[int, list[memoryview]]
+"""A read window's shards by index: each its blocks of the window's stripes, in order."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -158,21 +161,18 @@ def _decode(layout: StripeLayout, shards: dict[int, memoryview], stripe_length: 
 
 
 def rebuild_blocks(
-    layout: StripeLayout, size: int, window: range, shards: dict[int, memoryview], wanted: int
+    layout: StripeLayout, size: int, window: range, shards: WindowShards, wanted: int
 ) -> list[_Block]:
     """Shard `wanted`'s blocks of the window's stripes, with their CRC-32C, rebuilt
-    from the window's spans of any k other shards (`DataPath.fetch`): the repair path
+    from any k other shards' blocks of the window (`DataPath.fetch`): the repair path
     (worker thread; the blocks are fresh copies)."""
     codec = _codecs.get(layout)
     out: list[_Block] = []
-    at = 0
-    for stripe in window:
+    for n, stripe in enumerate(window):
         stripe_length = layout.stripe_length(size, stripe)
-        shard_size = layout.shard_bytes(stripe_length)
-        pieces = {i: v[at : at + shard_size] for i, v in shards.items()}
+        pieces = {i: blocks[n] for i, blocks in shards.items()}
         block = bytes(codec.reconstruct(pieces, stripe_length, (wanted,))[0])
         out.append((block, crc32c.crc32c(block)))
-        at += shard_size
     return out
 
 
@@ -329,7 +329,7 @@ class DataPath:
         if first >= end:
             return
         windows = read_windows(target, target.layout.stripes_for_range(size, first, end - first))
-        pending: asyncio.Task[dict[int, memoryview]] | None = None
+        pending: asyncio.Task[WindowShards] | None = None
         try:
             for n, window in enumerate(windows):
                 if pending is None:
@@ -347,17 +347,25 @@ class DataPath:
                     await pending
 
     async def _fetch_shard(
-        self, target: PartTarget, index: int, offset: int, length: int
-    ) -> memoryview:
+        self, target: PartTarget, index: int, offset: int, sizes: list[int]
+    ) -> list[memoryview]:
+        """Shard `index`'s blocks from shard offset `offset`, one of each size in
+        `sizes` (consecutive stripes). The service sends a whole block per chunk, so
+        the chunks are the blocks as received; only chunks cut otherwise are joined
+        and split (a copy)."""
         client, epoch = await self._client(target.members[index], write=False)
         stream = client.get_shard(
-            target.members[index], target.shard(index), epoch=epoch, offset=offset, length=length
+            target.members[index],
+            target.shard(index),
+            epoch=epoch,
+            offset=offset,
+            length=sum(sizes),
         )
         async with contextlib.aclosing(stream):
             pieces = [piece async for piece in stream]
-        if len(pieces) == 1:
-            return pieces[0]  # as received: no copy
-        return memoryview(b"".join(pieces))
+        if [len(p) for p in pieces] == sizes:
+            return pieces
+        return split_blocks(memoryview(b"".join(pieces)), sizes)
 
     async def fetch(
         self,
@@ -368,9 +376,9 @@ class DataPath:
         *,
         follow_map: bool = True,
         prefer_local: bool = False,
-    ) -> dict[int, memoryview]:
-        """Shards of the window's stripes (each the window's span of its shard file,
-        `window_span`): the first k of `durable` in index order (the data shards) if
+    ) -> WindowShards:
+        """Shards of the window's stripes (for each, its blocks of the window's
+        stripes, in order: `window_blocks`): the first k of `durable` in index order (the data shards) if
         they all read, else any k of `durable`, fetched in rounds until k are in hand;
         shards on devices the map says cannot serve are tried last. With
         `prefer_local` (a rebuild, which decodes anyway), shards on this node's own
@@ -426,10 +434,11 @@ class DataPath:
         window: range,
         durable: Sequence[int],
         prefer_local: bool = False,
-    ) -> dict[int, memoryview]:
+    ) -> WindowShards:
         layout = target.layout
-        offset, length = window_span(layout, size, window)
-        got: dict[int, memoryview] = {}
+        offset = window.start * layout.full_shard_bytes
+        sizes = window_blocks(layout, size, window)
+        got: WindowShards = {}
         errors: dict[int, str] = {}
         stale = False
         candidates = sorted(
@@ -443,11 +452,11 @@ class DataPath:
         wanted = candidates[: target.k]
         while len(got) < target.k:
             results = await asyncio.gather(
-                *(self._fetch_shard(target, i, offset, length) for i in wanted),
+                *(self._fetch_shard(target, i, offset, sizes) for i in wanted),
                 return_exceptions=True,
             )
             for i, result in zip(wanted, results, strict=True):
-                if isinstance(result, memoryview):
+                if isinstance(result, list):
                     got[i] = result
                 elif isinstance(result, ServiceUnavailable):
                     errors[i] = str(result)  # the map says so: no need to log each
@@ -472,23 +481,21 @@ class DataPath:
         target: PartTarget,
         size: int,
         window: range,
-        shards: dict[int, memoryview],
+        shards: WindowShards,
         first: int,
         end: int,
     ) -> AsyncIterator[memoryview]:
         layout = target.layout
-        base = window.start * layout.full_shard_bytes
         degraded = any(i not in shards for i in range(target.k))
         loop = asyncio.get_running_loop()
-        for stripe in window:
+        for n, stripe in enumerate(window):
             stripe_start = stripe * target.block_size
             stripe_length = layout.stripe_length(size, stripe)
             shard_size = layout.shard_bytes(stripe_length)
-            at = stripe * layout.full_shard_bytes - base
             lo = max(first, stripe_start) - stripe_start
             hi = min(end, stripe_start + stripe_length) - stripe_start
             if degraded:
-                pieces = {i: v[at : at + shard_size] for i, v in shards.items()}
+                pieces = {i: blocks[n] for i, blocks in shards.items()}
                 data = await loop.run_in_executor(None, _decode, layout, pieces, stripe_length)
                 self.degraded_stripes += 1
                 yield memoryview(data)[lo:hi]
@@ -496,16 +503,24 @@ class DataPath:
             while lo < hi:
                 shard, shard_offset = divmod(lo, shard_size)
                 take = min(hi - lo, shard_size - shard_offset)
-                yield shards[shard][at + shard_offset : at + shard_offset + take]
+                yield shards[shard][n][shard_offset : shard_offset + take]
                 lo += take
 
 
-def window_span(layout: StripeLayout, size: int, window: range) -> tuple[int, int]:
-    """Shard-file bytes `[offset, offset + length)` of the window's stripes, for a
-    part of `size` bytes."""
-    offset = window.start * layout.full_shard_bytes
-    length = sum(layout.shard_bytes(layout.stripe_length(size, s)) for s in window)
-    return offset, length
+def window_blocks(layout: StripeLayout, size: int, window: range) -> list[int]:
+    """The size of each shard's block of each of the window's stripes, in order."""
+    return [layout.shard_bytes(layout.stripe_length(size, s)) for s in window]
+
+
+def split_blocks(data: memoryview, sizes: list[int]) -> list[memoryview]:
+    """`data` cut into consecutive views of `sizes` (which must sum to its length)."""
+    invariant(sum(sizes) == len(data), f"{len(data)} bytes cut into blocks of {sizes}")
+    out = []
+    at = 0
+    for n in sizes:
+        out.append(data[at : at + n])
+        at += n
+    return out
 
 
 def read_windows(target: PartTarget, stripes: range) -> list[range]:
@@ -521,8 +536,10 @@ __all__ = [
     "PIPELINE_STRIPES",
     "DataPath",
     "PartTarget",
+    "WindowShards",
     "WrittenPart",
     "read_windows",
     "rebuild_blocks",
-    "window_span",
+    "split_blocks",
+    "window_blocks",
 ]

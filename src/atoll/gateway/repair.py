@@ -49,7 +49,13 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mappi
 from typing import Protocol
 
 from atoll.erasure import StripeLayout
-from atoll.gateway.datapath import DataPath, PartTarget, read_windows, rebuild_blocks
+from atoll.gateway.datapath import (
+    DataPath,
+    PartTarget,
+    WindowShards,
+    read_windows,
+    rebuild_blocks,
+)
 from atoll.gateway.errors import ServiceUnavailable
 from atoll.gateway.gc import References, is_referenced, read_references
 from atoll.kv.errors import KvError
@@ -700,7 +706,7 @@ class Repairer:
         device_id = listing.members[position]
         loop = asyncio.get_running_loop()
 
-        def fetch(window: range) -> asyncio.Task[dict[int, memoryview]]:
+        def fetch(window: range) -> asyncio.Task[WindowShards]:
             return asyncio.create_task(
                 self._data.fetch(target, size, window, sources, follow_map=False, prefer_local=True)
             )

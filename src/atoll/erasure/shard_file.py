@@ -132,9 +132,10 @@ class ShardWriter:
             raise ShardWriteError(f"shard writer for {self.path} is already finished or aborted")
         return self._fd
 
-    def write_block(self, payload: ReadableBuffer) -> None:
+    def write_block(self, payload: ReadableBuffer, crc: int | None = None) -> None:
         """Append block `blocks_written` (shard `header.shard_index` of that stripe)
-        and its CRC-32C."""
+        and its CRC-32C (`crc`, if the caller computed it from these bytes: it is not
+        computed again)."""
         fd = self._open_fd()
         size = memoryview(payload).nbytes
         full = self._layout.full_shard_bytes
@@ -155,7 +156,7 @@ class ShardWriter:
                 )
         elif not 0 < size <= full:
             raise ShardWriteError(f"{self.path}: block {block} has {size} bytes, outside 1..{full}")
-        self.bytes_written += _write_all(fd, [payload, block_crc(payload)])
+        self.bytes_written += _write_all(fd, [payload, block_crc(payload, crc)])
         self.blocks_written += 1
         self._last_block_bytes = size
 
@@ -276,24 +277,41 @@ class ShardReader:
         self.bytes_read += done
         return done
 
-    def read_blocks(self, first: int, end: int, into: bytearray | None = None) -> list[memoryview]:
-        """The payloads of blocks `[first, end)`, every CRC-32C checked, in one read.
+    def read_blocks(
+        self,
+        first: int,
+        end: int,
+        into: bytearray | None = None,
+        crcs: list[int] | None = None,
+    ) -> list[memoryview]:
+        """The payloads of blocks `[first, end)`, every CRC-32C checked (and appended
+        to `crcs` if given), in one read.
 
         The views point into `into` (at least `block_range(...)[1]` bytes) or, without
-        it, into a new buffer. At most `READ_BYTES_MAX` bytes per call."""
+        it, into a new buffer (read into as allocated: never zero-filled first). At
+        most `READ_BYTES_MAX` bytes per call."""
         start, size = block_range(self.header, first, end)
         if size > READ_BYTES_MAX:
             raise InvalidRange(
                 f"{self.path}: blocks [{first}, {end}) are {size} bytes, over {READ_BYTES_MAX}"
             )
-        buffer = into if into is not None else bytearray(size)
-        if len(buffer) < size:
-            raise InvalidRange(
-                f"{self.path}: blocks [{first}, {end}) need {size} bytes, buffer has {len(buffer)}"
-            )
-        view = memoryview(buffer)[:size]
         offset = self.header_length + start
-        got = self._read_into(view, offset)
+        if into is None:
+            view = memoryview(self._pread(size, offset))
+            got = len(view)
+            if got < size:  # short (the file's end, normally): try for the rest
+                buffer = bytearray(size)
+                buffer[:got] = view
+                got += self._read_into(memoryview(buffer)[got:], offset + got)
+                view = memoryview(buffer)
+        else:
+            if len(into) < size:
+                raise InvalidRange(
+                    f"{self.path}: blocks [{first}, {end}) need {size} bytes, buffer has"
+                    f" {len(into)}"
+                )
+            view = memoryview(into)[:size]
+            got = self._read_into(view, offset)
         if got < size:  # the file shrank after open
             raise ShardTruncated(
                 f"read {got} of {size} bytes at offset {offset}",
@@ -301,7 +319,7 @@ class ShardReader:
                 block=first + got // (self.layout.full_shard_bytes + CRC_BYTES),
                 offset=offset + got,
             )
-        return verify_blocks(self.header, view, first, end, self.path, offset)
+        return verify_blocks(self.header, view, first, end, self.path, offset, crcs)
 
     def iter_blocks(
         self,

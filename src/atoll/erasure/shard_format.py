@@ -249,9 +249,10 @@ def file_size(header: ShardHeader, header_length: int) -> int:
     return header_length + layout.shard_data_bytes(header.data_length) + count * CRC_BYTES
 
 
-def block_crc(payload: ReadableBuffer) -> bytes:
-    """The 4 bytes that follow `payload` in the file."""
-    return _CRC.pack(crc32c.crc32c(payload))
+def block_crc(payload: ReadableBuffer, crc: int | None = None) -> bytes:
+    """The 4 bytes that follow `payload` in the file: its CRC-32C (`crc` if the caller
+    has already computed it from these very bytes)."""
+    return _CRC.pack(crc32c.crc32c(payload) if crc is None else crc)
 
 
 def check_size(header: ShardHeader, header_length: int, actual_size: int, file: str) -> None:
@@ -296,10 +297,12 @@ def verify_blocks(
     end: int,
     file: str,
     file_offset: int,
+    crcs: list[int] | None = None,
 ) -> list[memoryview]:
     """The payloads of blocks `[first, end)` in `data` (exactly what `block_range` says
-    to read, read from `file_offset`), each checked against its CRC-32C. Raises
-    `ShardCorrupt` naming the first bad block; views into `data`, no copy."""
+    to read, read from `file_offset`), each checked against its CRC-32C (appended to
+    `crcs` if given). Raises `ShardCorrupt` naming the first bad block; views into
+    `data`, no copy."""
     view = memoryview(data).cast("B")
     _, expected_bytes = block_range(header, first, end)
     if len(view) != expected_bytes:
@@ -326,5 +329,7 @@ def verify_blocks(
                 actual=actual,
             )
         payloads.append(payload)
+        if crcs is not None:
+            crcs.append(expected)
         at += size + CRC_BYTES
     return payloads

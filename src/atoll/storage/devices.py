@@ -31,7 +31,7 @@ import crc32c
 
 from atoll.erasure.errors import ShardCorrupt as ShardFileCorrupt
 from atoll.erasure.shard_file import ShardReader, ShardWriter, fsync_directory, is_temp_name
-from atoll.erasure.shard_format import CRC_BYTES, ShardHeader, block_range, file_size
+from atoll.erasure.shard_format import ShardHeader, file_size
 from atoll.storage.capacity import CapacityLedger
 from atoll.storage.errors import InvalidArgument, ShardCorrupt, ShardNotFound
 from atoll.storage.layout import (
@@ -234,15 +234,15 @@ class Device:
 
     @staticmethod
     def write_block_sync(writer: ShardWriter, payload: memoryview | bytes, crc: int | None) -> None:
-        """Check the block against the CRC-32C sent with it, then append it."""
-        if crc is not None:
-            actual = crc32c.crc32c(payload)
-            if actual != crc:
-                raise InvalidArgument(
-                    f"{writer.path}: block {writer.blocks_written} arrived with CRC-32C "
-                    f"{actual:#010x}, the sender computed {crc:#010x}"
-                )
-        writer.write_block(payload)
+        """Check the block against the CRC-32C sent with it, then append it (with the
+        CRC-32C just computed: one pass over its bytes)."""
+        actual = crc32c.crc32c(payload)
+        if crc is not None and actual != crc:
+            raise InvalidArgument(
+                f"{writer.path}: block {writer.blocks_written} arrived with CRC-32C "
+                f"{actual:#010x}, the sender computed {crc:#010x}"
+            )
+        writer.write_block(payload, actual)
 
     @staticmethod
     def write_blocks_sync(
@@ -287,25 +287,20 @@ class Device:
         stop)`. A whole block keeps its stored CRC-32C; a piece of one gets its own.
         The pieces share one new buffer (it is not reused: the transport may still
         hold views of earlier pieces)."""
-        _, size = block_range(reader.header, first, end)
-        buffer = bytearray(size)
-        payloads = reader.read_blocks(first, end, buffer)
+        crcs: list[int] = []
+        payloads = reader.read_blocks(first, end, crcs=crcs)
         full = reader.layout.full_shard_bytes
         pieces = []
-        at = 0
-        for block, payload in zip(range(first, end), payloads, strict=True):
+        for block, payload, crc in zip(range(first, end), payloads, crcs, strict=True):
             length = len(payload)
             block_start = block * full
             lo = max(start, block_start) - block_start
             hi = min(stop, block_start + length) - block_start
             if lo == 0 and hi == length:
-                stored = buffer[at + length : at + length + CRC_BYTES]  # verified: equal
-                crc = int.from_bytes(stored, "little")
-                pieces.append(Piece(block_start, payload, crc))
+                pieces.append(Piece(block_start, payload, crc))  # the stored CRC: verified
             else:
                 piece = payload[lo:hi]
                 pieces.append(Piece(block_start + lo, piece, crc32c.crc32c(piece)))
-            at += length + CRC_BYTES
         return pieces
 
     def delete_sync(self, shard: ShardId) -> int | None:

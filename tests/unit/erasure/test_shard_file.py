@@ -8,6 +8,7 @@ import os
 import random
 from pathlib import Path
 
+import crc32c
 import pytest
 
 from atoll.erasure.codec import StripeCodec
@@ -305,3 +306,13 @@ def test_the_header_identifies_the_file(tmp_path: Path) -> None:
         path = writer.finish()
     with ShardReader(path) as reader:
         assert reader.header.identity == ("ünïcode", "a/b c", "", 1, 0)
+
+
+def test_read_blocks_hands_back_the_stored_crcs_it_verified(tmp_path: Path) -> None:
+    data = data_of(2 * BLOCK + 5)
+    path = write_file(tmp_path, "s0", data)
+    with ShardReader(path) as reader:
+        crcs: list[int] = []
+        payloads = reader.read_blocks(0, reader.block_count, crcs=crcs)
+    assert len(crcs) == len(payloads) == 3
+    assert crcs == [crc32c.crc32c(p) for p in payloads]

@@ -162,17 +162,17 @@ def _decode(layout: StripeLayout, shards: dict[int, memoryview], stripe_length: 
 
 def rebuild_blocks(
     layout: StripeLayout, size: int, window: range, shards: WindowShards, wanted: int
-) -> list[_Block]:
-    """Shard `wanted`'s blocks of the window's stripes, with their CRC-32C, rebuilt
-    from any k other shards' blocks of the window (`DataPath.fetch`): the repair path
-    (worker thread; the blocks are fresh copies)."""
+) -> list[bytes]:
+    """Shard `wanted`'s blocks of the window's stripes, rebuilt from any k other
+    shards' blocks of the window (`DataPath.fetch`): the repair path (worker thread;
+    the blocks are fresh copies). No CRC-32C: the repairer writes them to its own
+    node, whose storage service computes the one it stores."""
     codec = _codecs.get(layout)
-    out: list[_Block] = []
+    out: list[bytes] = []
     for n, stripe in enumerate(window):
         stripe_length = layout.stripe_length(size, stripe)
         pieces = {i: blocks[n] for i, blocks in shards.items()}
-        block = bytes(codec.reconstruct(pieces, stripe_length, (wanted,))[0])
-        out.append((block, crc32c.crc32c(block)))
+        out.append(bytes(codec.reconstruct(pieces, stripe_length, (wanted,))[0]))
     return out
 
 

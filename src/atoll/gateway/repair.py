@@ -711,7 +711,7 @@ class Repairer:
                 self._data.fetch(target, size, window, sources, follow_map=False, prefer_local=True)
             )
 
-        async def blocks() -> AsyncGenerator[tuple[bytes | memoryview, int], None]:
+        async def blocks() -> AsyncGenerator[bytes, None]:
             # The next window's shards are fetched while this one is decoded and written.
             windows = read_windows(target, range(layout.stripe_count(size)))
             pending = fetch(windows[0]) if windows else None
@@ -723,7 +723,7 @@ class Repairer:
                     built = await loop.run_in_executor(
                         None, rebuild_blocks, layout, size, window, shards, position
                     )
-                    wait = self._bucket.delay(self._clock(), sum(len(b) for b, _ in built))
+                    wait = self._bucket.delay(self._clock(), sum(len(b) for b in built))
                     if wait > 0:
                         await self._sleep(wait)
                     for block in built:

@@ -117,7 +117,7 @@ class StorageClient:
         )
         if isinstance(data_length, int):
             request.data_length = data_length
-        chunks = _put_chunks(request.SerializeToString(), blocks, data_length)
+        chunks = _put_chunks(request.SerializeToString(), blocks, data_length, self.in_process)
         try:
             reply = await self.rpc.call_stream(METHOD_PUT_SHARD, chunks, timeout_s=self.timeout_s)
         except RpcRemoteError as err:
@@ -233,25 +233,34 @@ async def _put_chunks(
     request: bytes,
     blocks: AsyncIterable[Block] | Iterable[Block],
     data_length: int | Awaitable[int],
+    in_process: bool,
 ) -> AsyncGenerator[Chunk, None]:
     yield request, None
     if isinstance(blocks, AsyncIterable):
         async for block in blocks:
-            yield _block_chunk(block)
+            yield _block_chunk(block, in_process)
     else:
         for block in blocks:
-            yield _block_chunk(block)
+            yield _block_chunk(block, in_process)
     if not isinstance(data_length, int):
         trailer = storage_pb2.PutShardChunk(data_length=await data_length)
         yield trailer.SerializeToString(), None
 
 
-def _block_chunk(block: Block) -> Chunk:
+def _block_chunk(block: Block, in_process: bool) -> Chunk:
+    """A block with its CRC-32C (computed here if the block came without one). In
+    process the bytes cross no network: a bare block goes without, and the service
+    computes the CRC-32C it stores (one pass over the bytes, not two)."""
     if isinstance(block, tuple):
         payload, crc = block
+    elif in_process:
+        return _NO_CRC_CHUNK, block
     else:
         payload, crc = block, crc32c.crc32c(block)
     return storage_pb2.PutShardChunk(crc32c=crc).SerializeToString(), payload
+
+
+_NO_CRC_CHUNK = storage_pb2.PutShardChunk().SerializeToString()
 
 
 __all__ = ["Block", "PutResult", "StorageClient"]

@@ -256,6 +256,49 @@ class NodeNotUp(ServiceUnavailable):
 
 
 _Record = tuple[bytes, bytes, RepairRecord]  # key, value, decoded
+
+
+_Work = tuple[int, int, tuple[int, ...], list[int]]  # pool id, pg, members, positions
+
+
+def select_work(
+    m: ClusterMap,
+    local: set[int],
+    verified: Mapping[tuple[int, int], tuple[int, float]],
+    records: Mapping[tuple[int, int], Iterable[_Record]],
+    now: float,
+    reverify_after_s: float,
+) -> tuple[list[_Work], set[tuple[int, int]], set[tuple[int, int]]]:
+    """The PGs a pass lists: those with a position on a `local` device that a repair
+    record names at such a position, or that were not verified under their table's
+    current epoch (`verified`: (pool, pg) -> (table epoch, clock time)), or were
+    verified more than `reverify_after_s` ago. Also every PG held here, and the
+    named ones."""
+    work: list[_Work] = []
+    held_here: set[tuple[int, int]] = set()
+    named: set[tuple[int, int]] = set()
+    for pool_id, table in sorted(m.pg_tables.items()):
+        for pg, members in enumerate(table.members):
+            positions = [i for i, d in enumerate(members) if d in local]
+            if not positions:
+                continue
+            held_here.add((pool_id, pg))
+            is_named = any(
+                i in r.missed for _, _, r in records.get((pool_id, pg), ()) for i in positions
+            )
+            if is_named:
+                named.add((pool_id, pg))
+            seen = verified.get((pool_id, pg))
+            if (
+                is_named
+                or seen is None
+                or seen[0] != table.epoch
+                or now - seen[1] > reverify_after_s
+            ):
+                work.append((pool_id, pg, members, positions))
+    return work, held_here, named
+
+
 _DONE = 1 << 30  # a queue entry after every PG's (endangerment is at most k + m)
 _Plan = tuple[int, int, int, "PgListing", list[int], list[tuple[PartRef, int]]]
 # endangerment, pool id, pg, listing, local positions, (part, position) to rebuild
@@ -291,8 +334,12 @@ class Repairer:
         self._bucket = TokenBucket(config.bytes_per_s)
         self._shard_slots = asyncio.Semaphore(config.shards_max)
         self._meter = RateMeter()
-        # (pool, pg) -> the members it was verified with, and when (clock seconds).
-        self._verified: dict[tuple[int, int], tuple[tuple[int, ...], float]] = {}
+        # (pool, pg) -> the epoch of the PG table it was verified under, and when
+        # (clock seconds). The table's epoch, not its members: a PG whose members
+        # change and later come back to the same devices (a table recomputed over the
+        # same devices again, a node out and back in) may have taken writes elsewhere
+        # meanwhile, so a verification under an earlier table says nothing now.
+        self._verified: dict[tuple[int, int], tuple[int, float]] = {}
         self.checked_epoch = 0
         self.incomplete: frozenset[tuple[int, int]] = frozenset()
         # PGs the pass under way found something to rebuild in, until it is rebuilt:
@@ -376,28 +423,9 @@ class Repairer:
         local = self.local_devices(m)
         now = self._clock()
         records, records_complete = await self._records(m)
-        work: list[tuple[int, int, tuple[int, ...], list[int]]] = []
-        held_here: set[tuple[int, int]] = set()
-        named: set[tuple[int, int]] = set()
-        for pool_id, table in sorted(m.pg_tables.items()):
-            for pg, members in enumerate(table.members):
-                positions = [i for i, d in enumerate(members) if d in local]
-                if not positions:
-                    continue
-                held_here.add((pool_id, pg))
-                is_named = any(
-                    i in r.missed for _, _, r in records.get((pool_id, pg), ()) for i in positions
-                )
-                if is_named:
-                    named.add((pool_id, pg))
-                verified = self._verified.get((pool_id, pg))
-                if (
-                    is_named
-                    or verified is None
-                    or verified[0] != members
-                    or now - verified[1] > self.config.reverify_after_s
-                ):
-                    work.append((pool_id, pg, members, positions))
+        work, held_here, named = select_work(
+            m, local, self._verified, records, now, self.config.reverify_after_s
+        )
         # A PG this node holds no position of is forgotten: its copies here are stale
         # (and removed); should the PG come back with the very same members, it is
         # checked again, not taken as verified.
@@ -441,7 +469,7 @@ class Repairer:
             )
             self._in_progress.discard((pool_id, pg))
             if ok and listing.complete:
-                self._verified[(pool_id, pg)] = (listing.members, now)
+                self._verified[(pool_id, pg)] = (m.pg_tables[pool_id].epoch, now)
                 stats.pgs_verified += 1
             else:
                 incomplete.add((pool_id, pg))

@@ -1,9 +1,11 @@
 """The repairer's pure core (`atoll.gateway.repair`): what a PG lacks at a position,
-how endangered it is, and the rate limiter and meter."""
+how endangered it is, which PGs a pass lists, and the rate limiter and meter."""
 
 from __future__ import annotations
 
-from atoll.gateway.repair import PartRef, PgListing, RateMeter, TokenBucket
+from atoll.gateway.repair import PartRef, PgListing, RateMeter, TokenBucket, select_work
+from atoll.meta.cluster_map import ClusterMap, PgTable
+from atoll.objects.manifest import RepairRecord
 from atoll.storage.layout import ShardId
 from atoll.storage.messages import ShardInfo
 
@@ -101,3 +103,51 @@ def test_a_listing_missing_a_live_member_cannot_verify_the_pg() -> None:
     assert pg.complete
     unknown = PgListing(pg.pool_id, pg.pg, pg.k, pg.m, pg.members, pg.held, frozenset({1}))
     assert not unknown.complete
+
+
+# -- which PGs a pass lists (select_work) ---------------------------------------------------
+
+M_BEFORE = (1, 2, 3)  # the PG's members under the first table
+M_DURING = (1, 2, 4)  # after a node joined: position 2 moved to device 4
+LOCAL = {2}  # this node holds position 1 under both
+
+
+def cluster(table_epoch: int, members: tuple[int, ...]) -> ClusterMap:
+    return ClusterMap(
+        cluster_id="c",
+        epoch=table_epoch,
+        pg_tables={1: PgTable(1, table_epoch, "d", (members,))},
+    )
+
+
+def test_a_pg_verified_under_the_current_table_is_not_listed_again() -> None:
+    work, held, named = select_work(
+        cluster(5, M_BEFORE), LOCAL, {(1, 0): (5, 100.0)}, {}, 110, 3600
+    )
+    assert (work, held, named) == ([], {(1, 0)}, set())
+
+
+def test_members_that_come_back_to_the_same_devices_are_listed_again() -> None:
+    # Verified under table 5 with M_BEFORE; the table changed (epoch 9, M_DURING, writes
+    # went to device 4) and changed back (epoch 12, M_BEFORE) before this node verified
+    # it again: the same members, but the old verification says nothing of the writes
+    # made meanwhile (the test_repair failure of 2026-11-27).
+    verified = {(1, 0): (5, 100.0)}
+    work, _, _ = select_work(cluster(12, M_BEFORE), LOCAL, verified, {}, 110, 3600)
+    assert work == [(1, 0, M_BEFORE, [1])]
+
+
+def test_an_old_verification_and_a_repair_record_both_bring_a_pg_back() -> None:
+    verified = {(1, 0): (5, 100.0)}
+    work, _, _ = select_work(cluster(5, M_DURING), LOCAL, verified, {}, 100 + 3601, 3600)
+    assert [w[:2] for w in work] == [(1, 0)]
+    record = RepairRecord(1, 0, "bucket", "k", "v1", 0, 5, 2, 1, (1,))
+    work, _, named = select_work(
+        cluster(5, M_DURING), LOCAL, verified, {(1, 0): [(b"k", b"v", record)]}, 110, 3600
+    )
+    assert [w[:2] for w in work] == [(1, 0)] and named == {(1, 0)}
+
+
+def test_a_pg_with_no_local_position_is_neither_held_nor_listed() -> None:
+    work, held, _ = select_work(cluster(5, (7, 8, 9)), LOCAL, {}, {}, 0, 3600)
+    assert (work, held) == ([], set())

@@ -378,9 +378,9 @@ class DataPath:
         prefer_local: bool = False,
     ) -> WindowShards:
         """Shards of the window's stripes (for each, its blocks of the window's
-        stripes, in order: `window_blocks`): the first k of `durable` in index order (the data shards) if
-        they all read, else any k of `durable`, fetched in rounds until k are in hand;
-        shards on devices the map says cannot serve are tried last. With
+        stripes, in order: `window_blocks`): the first k of `durable` in index order
+        (the data shards) if they all read, else any k of `durable`, fetched in rounds
+        until k are in hand; shards on devices the map says cannot serve are tried last. With
         `prefer_local` (a rebuild, which decodes anyway), shards on this node's own
         devices come first: fewer bytes cross the network. Raises
         `ServiceUnavailable` when fewer than k can be read.

@@ -81,9 +81,9 @@ class StorageClient:
         self.rpc = rpc
         self.timeout_s = timeout_s
         self.in_process = isinstance(rpc, LocalClient)
-        """The service is this process's own: the bytes of a read never crossed a
-        network, and the service checked each block's stored CRC-32C as it read it, so
-        `get_shard` does not check them a second time."""
+        """The service is this process's own, so no byte crosses a network:
+        `get_shard` does not check again the CRC-32Cs the service checked as it read,
+        and `put_shard` sends bare blocks without one (the service computes it)."""
 
     async def _call(self, method: str, message: bytes) -> bytes:
         try:

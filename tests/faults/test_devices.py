@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dev_cluster import Workload, start, stop
+from dev_cluster import SETTINGS, Workload, node_state, start, stop
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -58,8 +58,18 @@ def test_a_deleted_device_directory_is_marked_failed_and_rebuilt_elsewhere(
         stop(cluster)
 
 
+# The full-device test restarts node 4 (to mount the tmpfs) and then needs every write
+# to reach it: with the suite's 3 s `down_after_s` the restart could mark it down (or
+# even out) and send the writes around it. Long timers keep it up throughout.
+STEADY = (
+    *(s for s in SETTINGS if not s.startswith(("down_after_s", "out_after_s"))),
+    "down_after_s=120",
+    "out_after_s=600",
+)
+
+
 def test_a_full_device_leaves_writes_going_on_other_devices(tmp_path: Path) -> None:
-    cluster = start(tmp_path / "dev")
+    cluster = start(tmp_path / "dev", settings=STEADY)
     mount = cluster.root / "node-4" / "dev-0"
     mounted = False
     try:
@@ -88,14 +98,28 @@ def test_a_full_device_leaves_writes_going_on_other_devices(tmp_path: Path) -> N
             "dev", "start-node", "4", "--dir", str(cluster.root), with_cluster=False
         )
         assert started.returncode == 0, started
+        cluster.wait_for("node 4 up", lambda d: node_state(d, 4) == "up", 60)
 
-        work.write(24, "filling")
+        # Which device a shard goes to depends on the object's random version id, so
+        # how much reaches this one varies: write in batches until it has refused a
+        # write and holds more than half its size (8 batches are ~240 MiB of shards,
+        # ~30 MiB per device on average: a run that never fills it is a failure).
+        def stored() -> int:
+            return sum(f.stat().st_size for f in mount.rglob("*.shard"))
+
+        def refused() -> bool:
+            logs = "".join((cluster.root / f"node-{n}" / "node.log").read_text() for n in (1, 2))
+            return "the file system is full" in logs
+
+        for batch in range(8):
+            work.write(8, f"filling-{batch}")
+            if refused() and stored() > (6 << 20) // 2:
+                break
         assert work.failed == 0, f"{work.failed} PUTs failed with one device full"
         # It took what fitted; the rest of its shards were refused (device_full) and
         # recorded as missed.
-        assert sum(f.stat().st_size for f in mount.rglob("*.shard")) > (6 << 20) // 2
-        logs = "".join((cluster.root / f"node-{n}" / "node.log").read_text() for n in (1, 2))
-        assert "the file system is full" in logs, "no write was refused by the full device"
+        assert stored() > (6 << 20) // 2
+        assert refused(), "no write was refused by the full device"
         cluster.wait_for(
             "the full device's PGs degraded (their missed shards cannot be rebuilt there)",
             lambda d: d["degraded_pgs"] > 0,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import pytest
 
+from atoll.base import loop as event_loop
 from atoll.rpc import (
     ERROR_HANDLER_FAILED,
     ERROR_UNKNOWN_METHOD,
@@ -35,6 +36,13 @@ from atoll.rpc.frame import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 HOST = "127.0.0.1"
+
+
+@pytest.fixture(autouse=True, params=event_loop.LOOPS)
+def loop_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on each loop the nodes can run on (`atoll.base.loop`)."""
+    monkeypatch.setenv(event_loop.LOOP_ENV, request.param)
+    return str(request.param)
 
 
 async def echo(message: bytes, payload: bytes | memoryview) -> tuple[bytes, bytes | memoryview]:
@@ -64,7 +72,7 @@ def run_with(
         finally:
             await server.stop()
 
-    asyncio.run(main())
+    event_loop.run(main())
 
 
 def test_echo_with_and_without_payload() -> None:
@@ -156,7 +164,7 @@ def test_server_stop_fails_pending_calls_with_connection_lost() -> None:
             await client.call("hang", b"")
         await client.close()
 
-    asyncio.run(main())
+    event_loop.run(main())
 
 
 def test_call_timeout_raises_and_cancels_the_handler() -> None:
@@ -182,7 +190,7 @@ def test_call_timeout_raises_and_cancels_the_handler() -> None:
             assert client.pending_calls == 0
             assert await client.call("echo", b"still ok") == (b"still ok", b"")
 
-    asyncio.run(main())
+    event_loop.run(main())
 
 
 def test_caller_cancellation_propagates_and_cancels_remotely() -> None:
@@ -208,7 +216,7 @@ def test_caller_cancellation_propagates_and_cancels_remotely() -> None:
                 await task
             await asyncio.wait_for(handler_cancelled.wait(), 5)
 
-    asyncio.run(main())
+    event_loop.run(main())
 
 
 def test_connect_refused_is_connection_lost() -> None:
@@ -220,7 +228,7 @@ def test_connect_refused_is_connection_lost() -> None:
         with pytest.raises(ConnectionLost):
             await RpcClient.connect(HOST, port, connect_timeout_s=5)
 
-    asyncio.run(main())
+    event_loop.run(main())
 
 
 # -- streams -------------------------------------------------------------------------------
@@ -343,7 +351,7 @@ def test_one_way_requests_run_in_order_and_are_never_answered() -> None:
         finally:
             await server.stop()
 
-    asyncio.run(main())
+    event_loop.run(main())
 
 
 def test_client_send_is_one_way_and_fails_on_a_lost_connection() -> None:

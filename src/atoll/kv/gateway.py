@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 
+from atoll.base import loop as event_loop
 from atoll.base.lifetime import die_with_parent
 from atoll.kv.grpc_server import abort_with
 from atoll.kv.rpc_client import kv_error_of
@@ -184,7 +185,7 @@ def main(spec_json: str) -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(spec, stop)
 
-    asyncio.run(run())
+    event_loop.run(run())
 
 
 if __name__ == "__main__":

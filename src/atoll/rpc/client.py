@@ -20,6 +20,7 @@ from atoll.rpc.connection import (
     INFLIGHT_CALLS_MAX,
     Chunk,
     FrameProtocol,
+    stream_transport,
 )
 from atoll.rpc.errors import ConnectionLost, FrameError, RpcRemoteError, RpcTimeout
 from atoll.rpc.frame import (
@@ -170,10 +171,8 @@ class RpcClient:
             ) from err
         except OSError as err:
             raise ConnectionLost(f"connecting to {host}:{port}: {err}") from err
-        if not isinstance(transport, asyncio.Transport):
-            raise TypeError(f"rpc needs a stream transport, got {transport!r}")
         return cls(
-            transport,
+            stream_transport(transport),
             protocol,
             inflight_max=inflight_max,
             message_bytes_max=message_bytes_max,

@@ -31,6 +31,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import cast
 
 from atoll.rpc.errors import ConnectionLost, FrameError, RpcError
 from atoll.rpc.frame import (
@@ -75,6 +76,17 @@ Handler = Callable[
 ClientStreamHandler = Callable[[AsyncIterator[Reply]], Awaitable[Chunk]]
 
 
+def stream_transport(transport: object) -> asyncio.Transport:
+    """`transport` as a stream transport, TypeError if it is not one. By what it can
+    do, not by class: uvloop's transports do not derive from `asyncio.Transport`."""
+    if not all(hasattr(transport, name) for name in _STREAM_METHODS):
+        raise TypeError(f"rpc needs a stream transport, got {transport!r}")
+    return cast(asyncio.Transport, transport)
+
+
+_STREAM_METHODS = ("write", "pause_reading", "resume_reading", "is_closing", "close")
+
+
 class FrameProtocol(asyncio.BufferedProtocol, ABC):
     """What both ends share: decoding, coalesced writes and write-side flow control."""
 
@@ -95,9 +107,7 @@ class FrameProtocol(asyncio.BufferedProtocol, ABC):
         self.closed: asyncio.Future[None] = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):
-            raise TypeError(f"rpc needs a stream transport, got {transport!r}")
-        self._transport = transport
+        self._transport = stream_transport(transport)
         self._peer = str(transport.get_extra_info("peername"))
 
     def get_buffer(self, sizehint: int) -> memoryview:

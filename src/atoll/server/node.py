@@ -31,6 +31,7 @@ from pathlib import Path
 
 import grpc
 
+from atoll.base import loop as event_loop
 from atoll.base.errors import AtollError
 from atoll.engine import open_engine
 from atoll.engine.api import Engine
@@ -609,5 +610,5 @@ def main(config_path: str | Path, join: str = "") -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(config, stop)
 
-    asyncio.run(run())
+    event_loop.run(run())
     sys.exit(0)

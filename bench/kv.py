@@ -506,6 +506,8 @@ def environment(load_before: str, scratch: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "grpcio": grpc.__version__,
+        # What atoll.base.loop runs the node and KV gateway processes on.
+        "atoll event loop": os.environ.get("ATOLL_EVENT_LOOP") or "uvloop",
         "etcd": etcd_version(),
         "py-spy": _py_spy_version(),
         "atoll git rev": _git("rev-parse", "--short", "HEAD"),

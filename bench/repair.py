@@ -1160,6 +1160,8 @@ def render(report: dict[str, Any]) -> str:
     else:
         add("- no other test run or benchmark was seen at the start or end of any run")
     add(f"- platform: {machine['platform']}; python: {machine['python']}")
+    if "event_loop" in machine:  # reports from before atoll.base.loop have none
+        add(f"- Atoll's event loop: {machine['event_loop']}")
     add(f"- atoll git rev: {machine['atoll']}")
     add(f"- run time: {report['run_s']:.0f} s")
     add("")

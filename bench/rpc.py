@@ -27,6 +27,8 @@ from pathlib import Path
 import grpc
 import grpc.aio
 
+from atoll.base import loop as event_loop
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SMALL_MESSAGE = b"m" * 64
 BULK_PAYLOAD_BYTES = 4 * 1024 * 1024
@@ -317,6 +319,7 @@ def report(
 - load average before/after: {load} / {" ".join(f"{x:.2f}" for x in os.getloadavg())}
 - python: {platform.python_implementation()} {platform.python_version()}
 - grpcio: {grpc.__version__}
+- event loop (both sides, as in Atoll's node processes): {event_loop.loop_name()}
 - platform: {platform.platform()}
 - setup: both servers in one child process, the clients in this one; one TCP connection
   (atoll.rpc) or one channel (gRPC) on 127.0.0.1, no TLS; {seconds:g} s per workload after
@@ -357,7 +360,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "rpc.md")
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve())
+        event_loop.run(serve())
         return 0
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -371,8 +374,8 @@ def main() -> int:
     try:
         assert child.stdout is not None
         port, grpc_port = map(int, child.stdout.readline().split())
-        atoll = asyncio.run(measure_atoll(port, args.seconds, args.inflight))
-        grpc_figures = asyncio.run(measure_grpc(grpc_port, args.seconds, args.inflight))
+        atoll = event_loop.run(measure_atoll(port, args.seconds, args.inflight))
+        grpc_figures = event_loop.run(measure_grpc(grpc_port, args.seconds, args.inflight))
     finally:
         assert child.stdin is not None
         child.stdin.close()

@@ -1215,6 +1215,10 @@ _LAYERS = (
 )
 _SYSCALL_LEAVES = {
     "select": "waiting for events (epoll)",
+    # On uvloop the loop is C: an idle main thread's innermost Python frame is the
+    # runner that started it, and socket calls are made inside the Python call that
+    # wrote (or, for reads, inside the loop itself).
+    "Runner.run": "waiting for events (uvloop)",
     "_SelectorSocketTransport.write": "socket writes",
     "_SelectorSocketTransport._read_ready__get_buffer": "socket reads",
     "_SelectorSocketTransport._read_ready__data_received": "socket reads",
@@ -1223,7 +1227,7 @@ _SYSCALL_LEAVES = {
 }
 
 
-_OUTER = re.compile(r"atoll/cli/|^main \(atoll/server/node\.py\)|^<module>")
+_OUTER = re.compile(r"atoll/cli/|atoll/base/loop\.py|^main \(atoll/server/node\.py\)|^<module>")
 """Frames around the event loop, on every stack of the main thread: they say nothing."""
 
 
@@ -1301,6 +1305,7 @@ def summarise_profile(paths: dict[str, Path], rate_hz: int, seconds: float) -> d
 
 _BASES = (
     "BaseEventLoop._run_once (asyncio/base_events.py)",
+    "Runner.run (asyncio/runners.py)",  # uvloop's loop runs callbacks from C
     "_worker (concurrent/futures/thread.py)",
     "Thread.run (threading.py)",
 )
@@ -1516,6 +1521,12 @@ def machine_info(clients: bool = True) -> dict[str, Any]:
         "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB,
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
+        # What atoll.base.loop runs the node processes on (they inherit this environment).
+        "event_loop": (
+            f"uvloop {_module_version('uvloop')}"
+            if os.environ.get("ATOLL_EVENT_LOOP", "uvloop") in ("", "uvloop")
+            else "asyncio (standard loop)"
+        ),
     }
     if clients:
         info["aiohttp"] = aiohttp.__version__
@@ -1999,6 +2010,8 @@ def render(report: dict[str, Any]) -> str:
     else:
         add("- no other test run or benchmark was seen at the start or end of any target")
     add(f"- platform: {machine['platform']}; python: {machine['python']}")
+    if "event_loop" in machine:  # reports from before atoll.base.loop have none
+        add(f"- Atoll's event loop: {machine['event_loop']}")
     add(f"- aiohttp {machine['aiohttp']}, boto3 {machine['boto3']}, {machine['py-spy']}")
     add(f"- atoll git rev: {machine['atoll']}")
     for name in ("swift", "ceph"):

@@ -403,10 +403,11 @@ ready but waiting for a CPU counts as active.
 
 - The machine is a small VM shared with other work; figures move by tens of percent
   between runs (the "Others" column shows what else ran during each cell). In earlier
-  runs of this script the same day (some with shorter cells, under heavier load, or
-  against earlier revisions of Atoll), the Atoll/etcd throughput ratio at concurrency
-  64 was 0.18 to 0.23 for puts and 0.13 to 0.25 for gets: far from the targets every
-  time.
+  runs of this script (2026-11-26, some with shorter cells, under heavier load, or
+  against earlier revisions of Atoll, all on the standard asyncio loop), the Atoll/etcd
+  throughput ratio at concurrency 64 was 0.18 to 0.23 for puts and 0.13 to 0.25 for
+  gets; the first run on uvloop (2026-11-27) gave 0.32 and 0.37: far from the 0.75
+  targets every time.
 - Both clusters run throughout; the one not being measured idles (its CPU is in
   "Others"). The clients send to the leader only, so followers show the replication
   cost alone.

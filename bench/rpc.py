@@ -28,6 +28,7 @@ import grpc
 import grpc.aio
 
 from atoll.base import loop as event_loop
+from atoll.base.memory import tune_malloc
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SMALL_MESSAGE = b"m" * 64
@@ -359,6 +360,7 @@ def main() -> int:
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--out", type=Path, default=RESULTS / "rpc.md")
     args = parser.parse_args()
+    tune_malloc()  # as Atoll's node processes do
     if args.serve:
         event_loop.run(serve())
         return 0

@@ -496,6 +496,8 @@ def _py_spy_version() -> str:
 
 
 def environment(load_before: str, scratch: str) -> dict[str, Any]:
+    from atoll.base.loop import loop_name  # importable once kv_client has set the path
+
     dirty = _git("status", "--porcelain", "--", "src")
     return {
         "date (UTC)": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -507,7 +509,7 @@ def environment(load_before: str, scratch: str) -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "grpcio": grpc.__version__,
         # What atoll.base.loop runs the node and KV gateway processes on.
-        "atoll event loop": os.environ.get("ATOLL_EVENT_LOOP") or "uvloop",
+        "atoll event loop": loop_name(),
         "etcd": etcd_version(),
         "py-spy": _py_spy_version(),
         "atoll git rev": _git("rev-parse", "--short", "HEAD"),

@@ -61,9 +61,11 @@ import aiohttp
 from yarl import URL
 
 try:
+    from atoll.base import loop as event_loop
     from atoll.gateway import sigv4
 except ImportError:  # not installed: use the checkout's src/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from atoll.base import loop as event_loop
     from atoll.gateway import sigv4
 
 from kv_clusters import command_line, descendants, machine_cpu_s, tree_cpu_s
@@ -1524,7 +1526,7 @@ def machine_info(clients: bool = True) -> dict[str, Any]:
         # What atoll.base.loop runs the node processes on (they inherit this environment).
         "event_loop": (
             f"uvloop {_module_version('uvloop')}"
-            if os.environ.get("ATOLL_EVENT_LOOP", "uvloop") in ("", "uvloop")
+            if event_loop.loop_name() == "uvloop"
             else "asyncio (standard loop)"
         ),
     }

@@ -15,6 +15,8 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from atoll.base.memory import tune_malloc
+
 T = TypeVar("T")
 
 LOOP_ENV = "ATOLL_EVENT_LOOP"
@@ -40,3 +42,10 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
         return uvloop.run(main)
     return asyncio.run(main)
+
+
+def run_service(main: Coroutine[Any, Any, T]) -> T:
+    """Run a long-lived process's `main` (a node, a KV gateway): the malloc settings of
+    `atoll.base.memory` first, then `run`."""
+    tune_malloc()
+    return run(main)

@@ -33,7 +33,6 @@ import grpc
 
 from atoll.base import loop as event_loop
 from atoll.base.lifetime import die_with_parent
-from atoll.base.memory import tune_malloc
 from atoll.kv.grpc_server import abort_with
 from atoll.kv.rpc_client import kv_error_of
 from atoll.proto import kv_pb2
@@ -186,8 +185,7 @@ def main(spec_json: str) -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(spec, stop)
 
-    tune_malloc()
-    event_loop.run(run())
+    event_loop.run_service(run())
 
 
 if __name__ == "__main__":

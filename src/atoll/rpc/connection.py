@@ -76,15 +76,15 @@ Handler = Callable[
 ClientStreamHandler = Callable[[AsyncIterator[Reply]], Awaitable[Chunk]]
 
 
+_STREAM_METHODS = ("write", "pause_reading", "resume_reading", "is_closing", "close")
+
+
 def stream_transport(transport: object) -> asyncio.Transport:
     """`transport` as a stream transport, TypeError if it is not one. By what it can
     do, not by class: uvloop's transports do not derive from `asyncio.Transport`."""
     if not all(hasattr(transport, name) for name in _STREAM_METHODS):
         raise TypeError(f"rpc needs a stream transport, got {transport!r}")
     return cast(asyncio.Transport, transport)
-
-
-_STREAM_METHODS = ("write", "pause_reading", "resume_reading", "is_closing", "close")
 
 
 class FrameProtocol(asyncio.BufferedProtocol, ABC):

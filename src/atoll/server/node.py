@@ -33,7 +33,6 @@ import grpc
 
 from atoll.base import loop as event_loop
 from atoll.base.errors import AtollError
-from atoll.base.memory import tune_malloc
 from atoll.engine import open_engine
 from atoll.engine.api import Engine
 from atoll.gateway.gc import GcConfig, run_collector
@@ -611,6 +610,5 @@ def main(config_path: str | Path, join: str = "") -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(config, stop)
 
-    tune_malloc()
-    event_loop.run(run())
+    event_loop.run_service(run())
     sys.exit(0)

@@ -591,6 +591,69 @@ def test_list_stat_and_delete(tmp_path: Path) -> None:
     run(body)
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 0])
+def test_list_pgs_pages_through_many_pgs_like_list_pg_one_by_one(
+    tmp_path: Path, limit: int
+) -> None:
+    """Several PGs in one `list_pgs`, resumed page after page (pages end inside a PG
+    and between PGs): the same entries, corrupt files included, as `list_pg` of each
+    PG; PGs without files (or without a directory) contribute nothing."""
+    layout = StripeLayout(2, 1, 4096)
+    blocks = encode(b"p" * 6000, layout)
+    files = {7: 3, 8: 0, 9: 1, 11: 4}  # pg -> shard files
+    pgs = [(1, 9), (1, 7), (1, 8), (2, 7), (1, 11)]  # (1, 8) and (2, 7): none
+
+    async def body() -> None:
+        config = StorageConfig(list_pgs_max=len(pgs))
+        async with storage_node(device_dirs(tmp_path, 1), config=config) as node:
+            for pg, count in files.items():
+                for i in range(count):
+                    shard = shard_id(0, key=f"k{i}", pg=pg)
+                    await node.client.put_shard(
+                        0, shard, layout, blocks[0], epoch=EPOCH, data_length=6000
+                    )
+            bad = node.devices[0] / shard_relative_path(shard_id(0, key="k2", pg=11))
+            bad.write_bytes(b"\0" * 64)  # no longer a shard file: listed with an error
+            empty = node.devices[0] / shard_relative_path(shard_id(0, pg=8))
+            empty.parent.mkdir(parents=True, exist_ok=True)  # a PG directory, no file
+
+            got: dict[int, list[tuple[str, ShardId | None, bool]]] = {}
+            index, start_after, pages = 0, "", 0
+            while index < len(pgs):
+                page = await node.client.list_pgs(
+                    0, pgs, epoch=EPOCH, start_index=index, start_after=start_after, limit=limit
+                )
+                pages += 1
+                assert sum(len(entries) for _, entries in page.pgs) <= (limit or 1000)
+                assert (page.next_index, page.next_start_after) > (index, start_after)
+                for n, entries in page.pgs:
+                    assert entries and index <= n < len(pgs)
+                    got.setdefault(n, []).extend(
+                        (e.file_name, e.info.shard if e.info else None, bool(e.error))
+                        for e in entries
+                    )
+                index, start_after = page.next_index, page.next_start_after
+            assert pages < 20
+            expected: dict[int, list[tuple[str, ShardId | None, bool]]] = {}
+            for n, (pool_id, pg) in enumerate(pgs):
+                one = (await node.client.list_pg(0, pool_id, pg, epoch=EPOCH)).shards
+                if one:
+                    expected[n] = [
+                        (e.file_name, e.info.shard if e.info else None, bool(e.error)) for e in one
+                    ]
+            assert got == expected
+            assert sorted(got) == [0, 1, 4]
+            assert [len(got[n]) for n in (0, 1, 4)] == [1, 3, 4]
+            assert [e for e in got[4] if e[2]] == [(bad.name, None, True)]
+
+            with pytest.raises(InvalidArgument):
+                await node.client.list_pgs(0, [*pgs, (1, 12)], epoch=EPOCH)
+            with pytest.raises(UnknownDevice):
+                await node.client.list_pgs(9, pgs, epoch=EPOCH)
+
+    run(body)
+
+
 # -- refusals ------------------------------------------------------------------------------------
 
 

@@ -45,7 +45,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from atoll.erasure import StripeLayout
@@ -72,7 +72,7 @@ from atoll.objects.manifest import (
 from atoll.proto import meta_pb2
 from atoll.rpc import RpcCaller, RpcError, RpcPool
 from atoll.storage import StorageClient
-from atoll.storage.errors import StaleEpoch, StorageError
+from atoll.storage.errors import ProtocolError, StaleEpoch, StorageError
 from atoll.storage.layout import ShardId
 from atoll.storage.messages import DeviceInfo, ShardInfo
 
@@ -85,6 +85,10 @@ RECORDS_PER_PASS_MAX = 100_000
 """Repair records read per pass (a backlog past this is read by later passes)."""
 RECORD_PAGE = 1000
 LIST_PAGE = 1000
+LIST_BATCH_PGS = 64
+"""PGs a pass lists together: one `storage.list_pgs` (a page at a time) per device
+that is a member of any of them, rather than one `storage.list_pg` per PG and member
+(a pass lists every PG it checks on every member)."""
 _ERRORS = (StorageError, RpcError, OSError, ServiceUnavailable, KvError, ObjectsError)
 
 
@@ -100,7 +104,7 @@ class RepairConfig:
     interval_s: float = 5.0
     """Pause between passes (a map change ends it early)."""
     list_concurrency: int = 2
-    """PGs listed at once."""
+    """Batches of PGs (`LIST_BATCH_PGS` each) listed at once."""
     reverify_after_s: float = 3600.0
     """A PG verified this long ago is listed and checked again (a shard file lost
     without an error: a disk replaced under the node, files removed by hand)."""
@@ -442,22 +446,24 @@ class Repairer:
         self.bytes_to_repair = 0
         stats.pgs_checked = len(work)
 
-        async def list_one(item: tuple[int, int, tuple[int, ...], list[int]]) -> None:
-            pool_id, pg, members, positions = item
+        async def list_batch(batch: list[tuple[int, int, tuple[int, ...], list[int]]]) -> None:
             async with semaphore:
-                listing = await self.list_pg(m, pool_id, pg, members)
-            missing = listing.missing(positions, _forced(records.get((pool_id, pg), ()), positions))
-            parts = listing.parts()
-            self.bytes_to_repair += sum(parts[p].shard_bytes for p, _ in missing if p in parts)
-            if missing:
-                self._in_progress.add((pool_id, pg))
-            endangerment = listing.endangerment()
-            plans[(pool_id, pg)] = (endangerment, pool_id, pg, listing, positions, missing)
-            queue.put_nowait((endangerment, pool_id, pg))
+                listings = await self.list_pgs(m, [item[:3] for item in batch])
+            for (pool_id, pg, _, positions), listing in zip(batch, listings, strict=True):
+                forced = _forced(records.get((pool_id, pg), ()), positions)
+                missing = listing.missing(positions, forced)
+                parts = listing.parts()
+                self.bytes_to_repair += sum(parts[p].shard_bytes for p, _ in missing if p in parts)
+                if missing:
+                    self._in_progress.add((pool_id, pg))
+                endangerment = listing.endangerment()
+                plans[(pool_id, pg)] = (endangerment, pool_id, pg, listing, positions, missing)
+                queue.put_nowait((endangerment, pool_id, pg))
 
         async def lister() -> None:
+            batches = [work[i : i + LIST_BATCH_PGS] for i in range(0, len(work), LIST_BATCH_PGS)]
             try:
-                await asyncio.gather(*(list_one(item) for item in work))
+                await asyncio.gather(*(list_batch(batch) for batch in batches))
             finally:
                 for _ in range(self.config.pgs_max):
                     queue.put_nowait((_DONE, -1, -1))  # after every real entry
@@ -524,55 +530,88 @@ class Repairer:
     async def list_pg(
         self, m: ClusterMap, pool_id: int, pg: int, members: tuple[int, ...]
     ) -> PgListing:
-        pool = m.pools[pool_id]
+        return (await self.list_pgs(m, [(pool_id, pg, members)]))[0]
 
-        unlisted: set[int] = set()
+    async def list_pgs(
+        self, m: ClusterMap, pgs: Sequence[tuple[int, int, tuple[int, ...]]]
+    ) -> list[PgListing]:
+        """The listing of each PG of `pgs` ((pool id, pg, members) each) on its
+        members: each device is listed once (`storage.list_pgs`) for all the PGs
+        among `pgs` it is a member of."""
+        places: dict[int, list[tuple[int, int]]] = {}  # device -> (index in pgs, position)
+        for n, (_, _, members) in enumerate(pgs):
+            for position, device_id in enumerate(members):
+                places.setdefault(device_id, []).append((n, position))
+        held: list[list[dict[PartRef, ShardInfo] | None]] = [[None] * len(p[2]) for p in pgs]
+        unlisted: list[set[int]] = [set() for _ in pgs]
 
-        async def one(position: int, device_id: int) -> dict[PartRef, ShardInfo] | None:
+        async def one(device_id: int, where: list[tuple[int, int]]) -> None:
             try:
-                return await self._list_device(m, device_id, pool_id, pg)
+                found = await self._list_device(m, device_id, [pgs[n][:2] for n, _ in where])
             except NodeNotUp:
-                return None  # a member known to be down: its shards are counted out
+                return  # a member known to be down: its shards are counted out
             except _ERRORS as err:
                 # A refused epoch (the other node's map is newer) is routine while a
                 # table changes: the next pass lists with the newer map.
                 level = logging.DEBUG if isinstance(err, StaleEpoch) else logging.INFO
                 log.log(
-                    level,
-                    "repair: cannot list pg %d.%d on device %d: %s",
-                    pool_id,
-                    pg,
-                    device_id,
-                    err,
+                    level, "repair: cannot list %d PGs on device %d: %s", len(where), device_id, err
                 )
-                unlisted.add(position)
-                return None
+                for n, position in where:
+                    unlisted[n].add(position)
+                return
+            for (n, position), parts in zip(where, found, strict=True):
+                # A file under position i's device holding another shard index (a PG
+                # whose positions moved) is not that position's shard.
+                held[n][position] = {
+                    part: info for part, info in parts.items() if info.shard.shard_index == position
+                }
 
-        held = await asyncio.gather(*(one(i, d) for i, d in enumerate(members)))
-        out = PgListing(pool_id, pg, pool.k, pool.m, members, list(held), frozenset(unlisted))
-        # A file under position i's device holding another shard index (a PG whose
-        # positions moved) is not that position's shard.
-        for i, h in enumerate(out.held):
-            if h is not None:
-                out.held[i] = {p: info for p, info in h.items() if info.shard.shard_index == i}
-        return out
+        await asyncio.gather(*(one(device_id, where) for device_id, where in places.items()))
+        return [
+            PgListing(
+                pool_id,
+                pg,
+                m.pools[pool_id].k,
+                m.pools[pool_id].m,
+                members,
+                held[n],
+                frozenset(unlisted[n]),
+            )
+            for n, (pool_id, pg, members) in enumerate(pgs)
+        ]
 
     async def _list_device(
-        self, m: ClusterMap, device_id: int, pool_id: int, pg: int
-    ) -> dict[PartRef, ShardInfo]:
+        self, m: ClusterMap, device_id: int, pgs: list[tuple[int, int]]
+    ) -> list[dict[PartRef, ShardInfo]]:
+        """What the device holds of each PG of `pgs`, a page at a time."""
         client, epoch = await self._client(m, device_id)
-        out: dict[PartRef, ShardInfo] = {}
-        start_after = ""
-        while True:
-            page = await client.list_pg(
-                device_id, pool_id, pg, epoch=epoch, start_after=start_after, limit=LIST_PAGE
+        out: list[dict[PartRef, ShardInfo]] = [{} for _ in pgs]
+        index, start_after = 0, ""
+        while index < len(pgs):
+            page = await client.list_pgs(
+                device_id,
+                pgs,
+                epoch=epoch,
+                start_index=index,
+                start_after=start_after,
+                limit=LIST_PAGE,
             )
-            for entry in page.shards:
-                if entry.info is not None:
-                    out[part_of(entry.info.shard)] = entry.info
-            if not page.next_start_after:
-                return out
-            start_after = page.next_start_after
+            for n, entries in page.pgs:
+                if not index <= n < len(pgs):
+                    raise ProtocolError(
+                        f"list_pgs: a page for PG {n} of {len(pgs)}", device_id=device_id
+                    )
+                for entry in entries:
+                    if entry.info is not None:
+                        out[n][part_of(entry.info.shard)] = entry.info
+            if (page.next_index, page.next_start_after) <= (index, start_after):
+                raise ProtocolError(
+                    f"list_pgs: a page that does not move on from {(index, start_after)}",
+                    device_id=device_id,
+                )
+            index, start_after = page.next_index, page.next_start_after
+        return out
 
     async def _client(self, m: ClusterMap, device_id: int) -> tuple[StorageClient, int]:
         device = m.devices.get(device_id)
@@ -797,7 +836,8 @@ class Repairer:
 
         async def one(device_id: int) -> None:
             try:
-                held = await self._list_device(m, device_id, listing.pool_id, listing.pg)
+                pg = (listing.pool_id, listing.pg)
+                held = (await self._list_device(m, device_id, [pg]))[0]
             except _ERRORS:
                 return
             for part, info in held.items():
@@ -885,7 +925,7 @@ class Repairer:
         members: tuple[int, ...],
         stats: PassStats,
     ) -> None:
-        mine = await self._list_device(m, device_id, pool_id, pg)
+        mine = (await self._list_device(m, device_id, [(pool_id, pg)]))[0]
         if not mine:
             return
         theirs: dict[int, dict[PartRef, ShardInfo]] = {}
@@ -894,7 +934,7 @@ class Repairer:
             if index >= len(members):
                 continue
             if index not in theirs:
-                held = await self._list_device(m, members[index], pool_id, pg)
+                held = (await self._list_device(m, members[index], [(pool_id, pg)]))[0]
                 theirs[index] = {p: i for p, i in held.items() if i.shard.shard_index == index}
             if part in theirs[index]:
                 await self.local.delete(device_id, info.shard, epoch=m.epoch)

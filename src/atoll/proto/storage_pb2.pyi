@@ -150,6 +150,48 @@ class ListPgReply(_message.Message):
     next_start_after: str
     def __init__(self, shards: _Optional[_Iterable[_Union[ListedShard, _Mapping]]] = ..., next_start_after: _Optional[str] = ...) -> None: ...
 
+class PgRef(_message.Message):
+    __slots__ = ("pool_id", "pg")
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    PG_FIELD_NUMBER: _ClassVar[int]
+    pool_id: int
+    pg: int
+    def __init__(self, pool_id: _Optional[int] = ..., pg: _Optional[int] = ...) -> None: ...
+
+class ListPgsRequest(_message.Message):
+    __slots__ = ("epoch", "device_id", "pgs", "start_index", "start_after", "limit")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    PGS_FIELD_NUMBER: _ClassVar[int]
+    START_INDEX_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    device_id: int
+    pgs: _containers.RepeatedCompositeFieldContainer[PgRef]
+    start_index: int
+    start_after: str
+    limit: int
+    def __init__(self, epoch: _Optional[int] = ..., device_id: _Optional[int] = ..., pgs: _Optional[_Iterable[_Union[PgRef, _Mapping]]] = ..., start_index: _Optional[int] = ..., start_after: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListedPg(_message.Message):
+    __slots__ = ("index", "shards")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    shards: _containers.RepeatedCompositeFieldContainer[ListedShard]
+    def __init__(self, index: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ListedShard, _Mapping]]] = ...) -> None: ...
+
+class ListPgsReply(_message.Message):
+    __slots__ = ("pgs", "next_index", "next_start_after")
+    PGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NEXT_START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    pgs: _containers.RepeatedCompositeFieldContainer[ListedPg]
+    next_index: int
+    next_start_after: str
+    def __init__(self, pgs: _Optional[_Iterable[_Union[ListedPg, _Mapping]]] = ..., next_index: _Optional[int] = ..., next_start_after: _Optional[str] = ...) -> None: ...
+
 class DeleteShardRequest(_message.Message):
     __slots__ = ("epoch", "device_id", "shard")
     EPOCH_FIELD_NUMBER: _ClassVar[int]

@@ -31,12 +31,13 @@ from atoll.storage.errors import (
     UnknownDevice,
 )
 from atoll.storage.layout import ShardId, shard_file_name, shard_relative_path
-from atoll.storage.messages import DeviceInfo, ListedShard, ListPage, ShardInfo
+from atoll.storage.messages import DeviceInfo, ListedShard, ListPage, PgsPage, ShardInfo
 from atoll.storage.service import (
     METHOD_DELETE_SHARD,
     METHOD_DEVICES,
     METHOD_GET_SHARD,
     METHOD_LIST_PG,
+    METHOD_LIST_PGS,
     METHOD_PUT_SHARD,
     METHOD_STAT_SHARD,
     StorageConfig,
@@ -55,6 +56,7 @@ __all__ = [
     "METHOD_DEVICES",
     "METHOD_GET_SHARD",
     "METHOD_LIST_PG",
+    "METHOD_LIST_PGS",
     "METHOD_PUT_SHARD",
     "METHOD_STAT_SHARD",
     "Block",
@@ -66,6 +68,7 @@ __all__ = [
     "InvalidArgument",
     "ListPage",
     "ListedShard",
+    "PgsPage",
     "ProtocolError",
     "PutResult",
     "Reservation",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Iterable, Sequence
 from typing import NoReturn, TypeVar
 
 import crc32c
@@ -26,11 +26,13 @@ from atoll.storage.layout import ShardId
 from atoll.storage.messages import (
     DeviceInfo,
     ListPage,
+    PgsPage,
     ShardInfo,
     device_info_from_proto,
     error_from_wire,
     info_from_proto,
     list_page_from_proto,
+    pgs_page_from_proto,
     shard_id_to_proto,
 )
 from atoll.storage.service import (
@@ -38,6 +40,7 @@ from atoll.storage.service import (
     METHOD_DEVICES,
     METHOD_GET_SHARD,
     METHOD_LIST_PG,
+    METHOD_LIST_PGS,
     METHOD_PUT_SHARD,
     METHOD_STAT_SHARD,
 )
@@ -213,6 +216,31 @@ class StorageClient:
         )
         data = await self._call(METHOD_LIST_PG, request.SerializeToString())
         return list_page_from_proto(_parse_reply(storage_pb2.ListPgReply, data))
+
+    async def list_pgs(
+        self,
+        device_id: int,
+        pgs: Sequence[tuple[int, int]],
+        *,
+        epoch: int,
+        start_index: int = 0,
+        start_after: str = "",
+        limit: int = 0,
+    ) -> PgsPage:
+        """One page of the shard files of the PGs `pgs` ((pool id, pg) each) on the
+        device, PG after PG (`limit` 0: the server's page size); continue with
+        `start_index=page.next_index, start_after=page.next_start_after` until
+        `page.next_index == len(pgs)`."""
+        request = storage_pb2.ListPgsRequest(
+            epoch=epoch,
+            device_id=device_id,
+            pgs=[storage_pb2.PgRef(pool_id=pool_id, pg=pg) for pool_id, pg in pgs],
+            start_index=start_index,
+            start_after=start_after,
+            limit=limit,
+        )
+        data = await self._call(METHOD_LIST_PGS, request.SerializeToString())
+        return pgs_page_from_proto(_parse_reply(storage_pb2.ListPgsReply, data))
 
     async def delete(self, device_id: int, shard: ShardId, *, epoch: int) -> bool:
         """Remove the shard's file; False if there was none."""

@@ -25,7 +25,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import crc32c
 
@@ -351,6 +351,27 @@ class Device:
         except FileNotFoundError:
             return []
         return sorted(pg for pg in found if pg is not None)
+
+    def list_pgs_page_sync(
+        self, pgs: Sequence[tuple[int, int]], start_index: int, start_after: str, limit: int
+    ) -> tuple[list[tuple[int, list[tuple[str, StoredShard | None, str]]]], int, str]:
+        """A page of `list_pg_sync` over the PGs `pgs[start_index:]` in turn, the
+        first after `start_after`: (index, its entries) for each PG with entries in the
+        page, and where the next page starts (index, start_after); the index is
+        `len(pgs)` at the end. At most `limit` entries."""
+        out: list[tuple[int, list[tuple[str, StoredShard | None, str]]]] = []
+        room = limit
+        index = start_index
+        while index < len(pgs) and room > 0:
+            pool_id, pg = pgs[index]
+            entries, more = self.list_pg_sync(pool_id, pg, start_after, room)
+            if entries:
+                out.append((index, entries))
+                room -= len(entries)
+            if more:
+                return out, index, more
+            index, start_after = index + 1, ""
+        return out, index, start_after
 
     def list_pg_sync(
         self, pool_id: int, pg: int, start_after: str, limit: int

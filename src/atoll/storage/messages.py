@@ -6,6 +6,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -57,6 +58,17 @@ class ListPage:
     shards: list[ListedShard]
     next_start_after: str
     """The `start_after` of the next page; empty when the listing is complete."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PgsPage:
+    """One page of `storage.list_pgs`."""
+
+    pgs: list[tuple[int, list[ListedShard]]]
+    """(index into the request's PGs, its files in this page), for the PGs with files."""
+    next_index: int
+    """The `start_index` of the next page; the number of PGs asked for when complete."""
+    next_start_after: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -139,14 +151,21 @@ def info_from_proto(pb: storage_pb2.ShardInfo) -> ShardInfo:
     )
 
 
+def _listed_from_proto(pb: Iterable[storage_pb2.ListedShard]) -> list[ListedShard]:
+    return [
+        ListedShard(s.file_name, info_from_proto(s.info) if s.HasField("info") else None, s.error)
+        for s in pb
+    ]
+
+
 def list_page_from_proto(pb: storage_pb2.ListPgReply) -> ListPage:
-    return ListPage(
-        [
-            ListedShard(
-                s.file_name, info_from_proto(s.info) if s.HasField("info") else None, s.error
-            )
-            for s in pb.shards
-        ],
+    return ListPage(_listed_from_proto(pb.shards), pb.next_start_after)
+
+
+def pgs_page_from_proto(pb: storage_pb2.ListPgsReply) -> PgsPage:
+    return PgsPage(
+        [(p.index, _listed_from_proto(p.shards)) for p in pb.pgs],
+        pb.next_index,
         pb.next_start_after,
     )
 

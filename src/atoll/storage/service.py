@@ -90,6 +90,7 @@ METHOD_PUT_SHARD = "storage.put_shard"
 METHOD_GET_SHARD = "storage.get_shard"
 METHOD_STAT_SHARD = "storage.stat_shard"
 METHOD_LIST_PG = "storage.list_pg"
+METHOD_LIST_PGS = "storage.list_pgs"
 METHOD_DELETE_SHARD = "storage.delete_shard"
 METHOD_DEVICES = "storage.devices"
 
@@ -114,7 +115,9 @@ class StorageConfig:
     """Blocks of a put gathered while the previous batch is written (one thread
     hand-off per batch); the put stops taking chunks beyond this."""
     list_page_max: int = 1000
-    """Most entries in one `list_pg` reply."""
+    """Most entries in one `list_pg` or `list_pgs` reply."""
+    list_pgs_max: int = 4096
+    """Most PGs one `list_pgs` request may name."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -125,6 +128,7 @@ class StorageConfig:
             "write_batch_blocks_max",
             "write_batch_bytes_max",
             "list_page_max",
+            "list_pgs_max",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"storage config: {name} must be >= 1")
@@ -244,6 +248,7 @@ class StorageService:
             METHOD_GET_SHARD: self._get_shard,
             METHOD_STAT_SHARD: self._answering(self._stat_shard),
             METHOD_LIST_PG: self._answering(self._list_pg),
+            METHOD_LIST_PGS: self._answering(self._list_pgs),
             METHOD_DELETE_SHARD: self._answering(self._delete_shard),
             METHOD_DEVICES: self._answering(self._devices_call),
         }
@@ -552,13 +557,27 @@ class StorageService:
             device, device.list_pg_sync, request.pool_id, request.pg, request.start_after, limit
         )
         reply = storage_pb2.ListPgReply(next_start_after=next_start_after)
-        for name, stored, error in entries:
-            listed = reply.shards.add(file_name=name, error=error)
-            if stored is not None:
-                info = shard_info(
-                    request.pool_id, request.pg, stored.header, stored.file_bytes, name
-                )
-                listed.info.CopyFrom(info_to_proto(info))
+        _add_listed(reply.shards, request.pool_id, request.pg, entries)
+        return reply.SerializeToString(), None
+
+    async def _list_pgs(self, message: bytes) -> Chunk:
+        request = parse(storage_pb2.ListPgsRequest, message, "list_pgs request")
+        device = self._device(request.device_id, request.epoch)
+        if len(request.pgs) > self.config.list_pgs_max:
+            raise InvalidArgument(
+                f"list_pgs of {len(request.pgs)} PGs; at most {self.config.list_pgs_max}",
+                device_id=device.id,
+            )
+        page_max = self.config.list_page_max
+        limit = min(request.limit, page_max) if request.limit else page_max
+        pgs = [(p.pool_id, p.pg) for p in request.pgs]
+        listed, next_index, next_start_after = await self._io(
+            device, device.list_pgs_page_sync, pgs, request.start_index, request.start_after, limit
+        )
+        reply = storage_pb2.ListPgsReply(next_index=next_index, next_start_after=next_start_after)
+        for index, entries in listed:
+            pool_id, pg = pgs[index]
+            _add_listed(reply.pgs.add(index=index).shards, pool_id, pg, entries)
         return reply.SerializeToString(), None
 
     async def _delete_shard(self, message: bytes) -> Chunk:
@@ -641,6 +660,17 @@ class _WriteBehind:
                 await asyncio.wait([running])
         if not running.cancelled():
             running.exception()  # retrieved: an earlier error is being raised
+
+
+def _add_listed(
+    into: Any, pool_id: int, pg: int, entries: list[tuple[str, StoredShard | None, str]]
+) -> None:
+    """Listing entries of the PG into `into` (a repeated `ListedShard` field)."""
+    for name, stored, error in entries:
+        listed = into.add(file_name=name, error=error)
+        if stored is not None:
+            info = shard_info(pool_id, pg, stored.header, stored.file_bytes, name)
+            listed.info.CopyFrom(info_to_proto(info))
 
 
 def _checked_shard(pb: storage_pb2.ShardId) -> ShardId:

@@ -61,6 +61,8 @@ class Cluster:
     # An S3 gateway on every node (`Node.s3`); with `bootstrap`, the root credentials
     # are ROOT_ACCESS_KEY / ROOT_SECRET_KEY.
     s3: bool = False
+    # The gateways' stripe size (`stripe_bytes`); 0: the node's default.
+    stripe_bytes: int = 0
     nodes: dict[int, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -105,6 +107,7 @@ class Cluster:
             f"heartbeat_interval_s = {self.heartbeat_interval_s}\n"
             f"down_after_s = {self.down_after_s}\n"
             + (f's3_address = "{n.s3}"\n' if n.s3 else "")
+            + (f"stripe_bytes = {self.stripe_bytes}\n" if self.stripe_bytes else "")
             + top
             + devices
             + tables

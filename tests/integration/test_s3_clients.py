@@ -45,6 +45,7 @@ from minio import Minio
 from minio.commonconfig import CopySource
 from yarl import URL
 
+from atoll.erasure.shard_file import ShardReader
 from atoll.gateway.sigv4 import Headers, Request, sign_request, uri_encode
 from dev_harness import start_dev, stop_dev
 
@@ -54,8 +55,9 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 KiB = 1024
 MiB = 1024 * KiB
 SIZES = (0, 1, 64 * KiB - 1, 64 * KiB, 64 * KiB + 1, 5 * MiB + 1, 100 * MiB)
-# Several stripes in either default pool (1 MiB blocks: 4 MiB stripes in standard
-# 4+2, 1 MiB in replicated 1+2), above the 64 KiB inline threshold.
+# Several stripes in either default pool (the cluster's 1 MiB stripes: 256 KiB blocks
+# in standard 4+2, 1 MiB blocks in replicated 1+2), above the 64 KiB inline threshold.
+STRIPE_BYTES = 1 * MiB
 SMALL_STRIPES = 3 * MiB + 7
 MANY_STRIPES = 13 * MiB + 5
 SAMPLE_SIZES = (*SIZES, SMALL_STRIPES, MANY_STRIPES)
@@ -570,6 +572,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Cluster]:
         s3=True,
         heartbeat_interval_s=0.5,
         down_after_s=5.0,
+        stripe_bytes=STRIPE_BYTES,  # not the default 4 MiB: many stripes at small sizes
     )
 
     async def gateways() -> None:
@@ -719,8 +722,9 @@ def test_ranged_reads(name: str, s3: S3Cluster, samples: dict[int, Sample], tmp_
             (0, 9),
             (1, 100),
             (64 * KiB - 1, 64 * KiB + 1),
-            (MiB - 3, MiB + 3),  # across a block
-            (4 * MiB - 1, 4 * MiB),  # across a standard-pool stripe
+            (256 * KiB - 3, 256 * KiB + 3),  # across a block of a standard-pool stripe
+            (MiB - 3, MiB + 3),  # across a stripe
+            (4 * MiB - 1, 4 * MiB),  # across a later stripe
             (100, None),
             (size - 1, None),
             (size - 10, size - 1),
@@ -764,6 +768,24 @@ def test_copies_read_back_identical(
                 client.get_file(target_bucket, target_key, out)
                 assert sha256_file(out) == sample.sha256, "the copy's bytes differ"
             out.unlink()
+
+
+def test_gateways_cut_objects_in_the_configured_stripe_size(s3: S3Cluster) -> None:
+    """The nodes' `stripe_bytes` (1 MiB here, not the 4 MiB default) reaches the
+    gateways: every shard file of a new object records it in its header."""
+    client = s3.boto3().s3
+    client.create_bucket(Bucket="stripes")
+    body = random.Random(11).randbytes(3 * MiB + 1)
+    client.put_object(Bucket="stripes", Key="striped", Body=body)
+    s3.committed[("stripes", "striped")] = sha256(body)
+    headers = []
+    for path in s3.cluster.root.glob("dev-*/**/*.shard"):
+        with ShardReader(str(path)) as reader:
+            if (reader.header.bucket, reader.header.key) == ("stripes", "striped"):
+                headers.append(reader.header)
+    assert len(headers) == 6  # the standard pool's 4+2
+    assert {h.block_size for h in headers} == {STRIPE_BYTES}
+    assert {h.data_length for h in headers} == {len(body)}
 
 
 def test_boto3_copy_replaces_or_keeps_user_metadata(s3: S3Cluster) -> None:

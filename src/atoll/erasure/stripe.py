@@ -31,7 +31,7 @@ holds `k` and `m` in a byte each. Pools use at most 8+3."""
 M_MAX = 16
 """Largest `m`."""
 
-BLOCK_SIZE_DEFAULT_BYTES = 1024 * 1024
+BLOCK_SIZE_DEFAULT_BYTES = 4 * 1024 * 1024
 BLOCK_SIZE_MAX_BYTES = 64 * 1024 * 1024
 """Largest stripe: ISA-L takes shard lengths as a C `int`, and a reader holds a few
 blocks in memory at once."""

@@ -26,6 +26,7 @@ scrub_bytes_per_s = 33554432     # optional: shard bytes the background scrub re
 scrub_interval_s = 86400.0       # optional: pause between background scrub passes
 gc_grace_s = 3600.0              # optional: shard files younger than this are never collected
 gc_interval_s = 600.0            # optional: pause between garbage-collection passes
+stripe_bytes = 4194304           # optional: stripe size of the objects this gateway writes
 join = ""                        # optional: a node's rpc address; see below
 [[nodes]]                        # every initial member, this node included
 id = 1
@@ -49,6 +50,15 @@ per batch of reads. It assumes the nodes' monotonic clocks run at about the same
 rate; a paused leader counts the ticks it missed before it answers anything. Off
 (`false`), every read costs a ReadIndex round, as etcd's default.
 
+`stripe_bytes` (4 MiB by default) is the stripe size of the objects this node's S3
+gateway writes: each of a pool's k data shards takes a block of `stripe_bytes / k`
+bytes of each stripe, verified by its own CRC-32C (docs/formats/shard_file.md). Each
+part records its stripe size, so nodes with different values read each other's objects.
+Larger stripes cost fewer calls and hand-offs per byte on every path (repair rebuilt
+a 3 GiB cluster's lost shards at 93 MB/s with 4 MiB stripes, 73 MB/s with 1 MiB);
+smaller ones read less for a small range of a large object (a range read fetches whole
+blocks) and hold less per request in flight.
+
 The initial members (`[[nodes]]`) are the meta group's voters and the KV region's
 replicas. A node that is not one of them joins an existing cluster instead: it sets
 `join` to any node's rpc address (or `atoll server --join ADDR`) and leaves out
@@ -63,8 +73,10 @@ from pathlib import Path
 from typing import Any
 
 from atoll.base.errors import AtollError
+from atoll.erasure.stripe import BLOCK_SIZE_DEFAULT_BYTES, BLOCK_SIZE_MAX_BYTES
 
 KV_GATEWAY_PROCESSES_MAX = 16
+STRIPE_BYTES_MIN = 4096
 
 
 class ConfigFileError(AtollError, ValueError):
@@ -122,6 +134,7 @@ class NodeConfig:
     s3_address: str = ""  # "" = no S3 gateway on this node
     gc_grace_s: float = 3600.0
     gc_interval_s: float = 600.0
+    stripe_bytes: int = BLOCK_SIZE_DEFAULT_BYTES
 
     @property
     def member(self) -> bool:
@@ -199,6 +212,7 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
             s3_address=("" if s3_address == "" else _address(s3_address, f"{source}: s3_address")),
             gc_grace_s=float(data.get("gc_grace_s", 3600.0)),
             gc_interval_s=float(data.get("gc_interval_s", 600.0)),
+            stripe_bytes=int(data.get("stripe_bytes", BLOCK_SIZE_DEFAULT_BYTES)),
         )
     except KeyError as err:
         raise ConfigFileError(f"{source}: missing field {err.args[0]!r}") from err
@@ -229,6 +243,10 @@ def parse(data: dict[str, Any], source: str = "config") -> NodeConfig:
         raise ConfigFileError(f"{source}: need scrub_bytes_per_s >= 0 and scrub_interval_s > 0")
     if not (config.gc_grace_s >= 0 and config.gc_interval_s > 0):
         raise ConfigFileError(f"{source}: need gc_grace_s >= 0 and gc_interval_s > 0")
+    if not STRIPE_BYTES_MIN <= config.stripe_bytes <= BLOCK_SIZE_MAX_BYTES:
+        raise ConfigFileError(
+            f"{source}: need stripe_bytes in {STRIPE_BYTES_MIN}..{BLOCK_SIZE_MAX_BYTES}"
+        )
     if config.bootstrap is not None and (
         config.bootstrap.hosts < 1 or config.bootstrap.devices_per_host < 1
     ):

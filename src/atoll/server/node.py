@@ -460,6 +460,7 @@ async def _serve_s3(
         lambda: agent.map,
         clock_ms=lambda: time.time_ns() // 1_000_000,
         entropy=os.urandom,
+        block_size=config.stripe_bytes,
     )
     server = S3Server(
         store,

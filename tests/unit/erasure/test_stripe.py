@@ -112,7 +112,7 @@ def test_cut_matches_the_naive_cut_and_join_inverts_it(
 @pytest.mark.parametrize(("k", "m"), PROFILES)
 def test_default_block_size_cuts_evenly_for_the_pool_profiles(k: int, m: int) -> None:
     layout = StripeLayout(k, m)
-    assert layout.block_size == BLOCK_SIZE_DEFAULT_BYTES == 1 << 20
+    assert layout.block_size == BLOCK_SIZE_DEFAULT_BYTES == 4 << 20
     assert layout.n == k + m
     if k in (1, 2, 4, 8):
         assert layout.full_shard_bytes * k == BLOCK_SIZE_DEFAULT_BYTES

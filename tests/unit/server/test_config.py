@@ -62,6 +62,8 @@ def test_join_from_the_file_or_the_command_line(tmp_path: Path) -> None:
         ("[bootstrap]\nhosts = 0\ndevices_per_host = 1\n", "bootstrap"),
         ("gc_grace_s = -1\n", "gc_grace_s"),
         ("gc_interval_s = 0\n", "gc_interval_s"),
+        ("stripe_bytes = 4095\n", "stripe_bytes"),
+        (f"stripe_bytes = {(64 << 20) + 1}\n", "stripe_bytes"),
     ],
 )
 def test_inconsistent_files_are_refused(tmp_path: Path, extra: str, match: str) -> None:
@@ -76,6 +78,11 @@ def test_garbage_collection_timers(tmp_path: Path) -> None:
     assert (default.gc_grace_s, default.gc_interval_s) == (3600.0, 600.0)
     custom = load(write(tmp_path, BASE + "gc_grace_s = 0\ngc_interval_s = 2.5\n" + MEMBERS))
     assert (custom.gc_grace_s, custom.gc_interval_s) == (0.0, 2.5)
+
+
+def test_stripe_bytes_defaults_to_4_mib_and_can_be_set(tmp_path: Path) -> None:
+    assert load(write(tmp_path, BASE + MEMBERS)).stripe_bytes == 4 << 20
+    assert load(write(tmp_path, BASE + "stripe_bytes = 65536\n" + MEMBERS)).stripe_bytes == 65536
 
 
 def test_s3_address_is_optional_and_validated(tmp_path: Path) -> None:

@@ -322,8 +322,12 @@ class Repairer:
         wall_clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         config: RepairConfig,
+        on_pass: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_pass` is called after each pass that listed a PG, failed or removed a
+        stale file (the node agent sends its heartbeat, which carries `report()`)."""
         self.node_id = node_id
+        self._on_pass = on_pass
         self._devices = devices
         self.local = StorageClient(local)
         self._pool = pool
@@ -391,6 +395,7 @@ class Repairer:
                         stats.stale_removed,
                         len(stats.incomplete),
                     )
+                    self._on_pass()
             except _ERRORS as err:
                 log.info("repair: pass failed (will retry): %s", err)
             except Exception:  # a bug: reported, and the next pass tries again

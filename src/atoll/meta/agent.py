@@ -15,6 +15,7 @@ and simulations can feed their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -82,6 +83,7 @@ class NodeAgent:
         self.members: list[str] = []  # the meta members' rpc addresses, once joined
         self.joined = asyncio.Event()
         self._changed = asyncio.Event()
+        self._report_now = asyncio.Event()
         self.client = MetaClient(config.seeds)
         self._failed_devices: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -173,7 +175,15 @@ class NodeAgent:
                 await self.client.call_leader(METHOD_HEARTBEAT, request.SerializeToString())
             except (MetaUnavailable, MetaRefused) as err:
                 log.info("meta: heartbeat of node %d failed: %s", self.config.node_id, err)
-            await asyncio.sleep(self.config.heartbeat_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report_now.wait(), self.config.heartbeat_interval_s)
+            self._report_now.clear()
+
+    def report_soon(self) -> None:
+        """Send the next heartbeat now rather than at its interval (the repairer, when
+        a pass ends: the leader learns of PGs verified or left incomplete at once). At
+        most one heartbeat comes early however often this is called meanwhile."""
+        self._report_now.set()
 
     def _device_failed(self, device_id: int, err: OSError) -> None:
         """Report a device whose I/O failed, once: marked failed in the map."""

@@ -402,6 +402,7 @@ async def _serve_storage(
             shards_max=config.repair_shards_max,
             interval_s=config.repair_interval_s,
         ),
+        on_pass=agent.report_soon,
     )
     repair = asyncio.create_task(repairer.run(), name="repair")
     agent.use_repair(repairer.report)

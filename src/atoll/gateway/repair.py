@@ -378,6 +378,10 @@ class Repairer:
         """A pass, then a pause of `interval_s` (shorter if the map changes), forever."""
         while True:
             started = self._clock()
+            # The map the pass works on: if it changes while the pass runs (an out
+            # node's PG table follows the out mark within a second), the next pass
+            # starts as soon as this one ends, not after interval_s.
+            epoch = self._map().epoch
             try:
                 stats = await self.pass_once()
                 # Every pass that listed a PG (after a map change, or an hourly
@@ -402,7 +406,6 @@ class Repairer:
                 log.exception("repair: pass failed")
                 self.checked_epoch = 0  # verified nothing
             self.last_pass_ms = int((self._clock() - started) * 1000)
-            epoch = self._map().epoch
             waited = 0.0
             while waited < self.config.interval_s and self._map().epoch == epoch:
                 await self._sleep(0.2)

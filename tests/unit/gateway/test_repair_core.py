@@ -1,13 +1,28 @@
 """The repairer's pure core (`atoll.gateway.repair`): what a PG lacks at a position,
-how endangered it is, which PGs a pass lists, and the rate limiter and meter."""
+how endangered it is, which PGs a pass lists, and the rate limiter and meter; and
+when the pass loop starts its next pass."""
 
 from __future__ import annotations
 
-from atoll.gateway.repair import PartRef, PgListing, RateMeter, TokenBucket, select_work
-from atoll.meta.cluster_map import ClusterMap, PgTable
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from atoll.gateway.repair import (
+    PartRef,
+    PgListing,
+    RateMeter,
+    RepairConfig,
+    Repairer,
+    TokenBucket,
+    select_work,
+)
+from atoll.meta.cluster_map import NODE_UP, ClusterMap, NodeRecord, PgTable
 from atoll.objects.manifest import RepairRecord
+from atoll.rpc import LocalClient, RpcPool
 from atoll.storage.layout import ShardId
-from atoll.storage.messages import ShardInfo
+from atoll.storage.messages import DeviceInfo, ShardInfo
 
 A: PartRef = ("b", "a", "v1", 0)
 B: PartRef = ("b", "b", "v2", 0)
@@ -151,3 +166,72 @@ def test_an_old_verification_and_a_repair_record_both_bring_a_pg_back() -> None:
 def test_a_pg_with_no_local_position_is_neither_held_nor_listed() -> None:
     work, held, _ = select_work(cluster(5, (7, 8, 9)), LOCAL, {}, {}, 0, 3600)
     assert (work, held) == ([], set())
+
+
+class _Stop(Exception):
+    """Ends `Repairer.run` at its first pause between passes."""
+
+
+class _Devices:
+    """No device: each pass asks once (`device_infos`); the first pass's asking stands
+    for a map change that lands while the pass runs."""
+
+    def __init__(self, on_first: Callable[[], None]) -> None:
+        self.asked = 0
+        self._on_first = on_first
+
+    def device_infos(self) -> list[DeviceInfo]:
+        self.asked += 1
+        if self.asked == 1:
+            self._on_first()
+        return []
+
+    async def local_pgs(self, device_id: int) -> list[tuple[int, int]]:
+        return []
+
+
+def test_a_map_change_during_a_pass_starts_the_next_pass_without_a_pause() -> None:
+    """A node marked out is followed, within a second, by the PG table that moves its
+    positions: the pass that started on the first map must be followed at once by
+    one on the second, not after `interval_s` (5 s by default)."""
+    epoch = [1]
+    node = NodeRecord(1, "127.0.0.1:1", "", "", "", NODE_UP, True)
+    devices = _Devices(lambda: epoch.__setitem__(0, 2))
+    pauses: list[int] = []  # passes run before each pause
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(devices.asked)
+        raise _Stop
+
+    async def body() -> None:
+        repairer = Repairer(
+            1,
+            devices,
+            LocalClient({}),
+            RpcPool(),
+            _NoIndex(),
+            lambda: ClusterMap(epoch=epoch[0], nodes={1: node}),
+            clock=lambda: 0.0,
+            wall_clock=lambda: 0.0,
+            sleep=sleep,
+            config=RepairConfig(interval_s=5.0),
+        )
+        with pytest.raises(_Stop):
+            await repairer.run()
+        assert repairer.checked_epoch == 2
+
+    asyncio.run(body())
+    assert pauses == [2]  # the pass on epoch 1, then at once the one on epoch 2
+
+
+class _NoIndex:
+    async def get(self, key: bytes, serializable: bool = False) -> bytes | None:
+        return None
+
+    async def scan(
+        self, start: bytes, end: bytes | None = None, limit: int = 1000
+    ) -> tuple[list[tuple[bytes, bytes]], bool]:
+        return [], False
+
+    async def cas(self, key: bytes, expected: bytes | None, new: bytes | None) -> bool:
+        return False

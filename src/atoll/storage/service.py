@@ -292,7 +292,7 @@ class StorageService:
     ) -> tuple[list[tuple[str, StoredShard | None, str]], str]:
         """`storage.list_pg` in process, with each file's mtime (`StoredShard`)."""
         device = self._usable(device_id)
-        limit = min(limit, self.config.list_page_max) if limit > 0 else self.config.list_page_max
+        limit = self._page_limit(limit)
         return await self._io(device, device.list_pg_sync, pool_id, pg, start_after, limit)
 
     async def local_delete(self, device_id: int, shard: ShardId) -> int | None:
@@ -551,14 +551,19 @@ class StorageService:
     async def _list_pg(self, message: bytes) -> Chunk:
         request = parse(storage_pb2.ListPgRequest, message, "list_pg request")
         device = self._device(request.device_id, request.epoch)
-        page_max = self.config.list_page_max
-        limit = min(request.limit, page_max) if request.limit else page_max
+        limit = self._page_limit(request.limit)
         entries, next_start_after = await self._io(
             device, device.list_pg_sync, request.pool_id, request.pg, request.start_after, limit
         )
         reply = storage_pb2.ListPgReply(next_start_after=next_start_after)
         _add_listed(reply.shards, request.pool_id, request.pg, entries)
         return reply.SerializeToString(), None
+
+    def _page_limit(self, requested: int) -> int:
+        """Entries of one listing page: `requested`, at most `list_page_max` (0 or
+        less: the page size)."""
+        page_max = self.config.list_page_max
+        return min(requested, page_max) if requested > 0 else page_max
 
     async def _list_pgs(self, message: bytes) -> Chunk:
         request = parse(storage_pb2.ListPgsRequest, message, "list_pgs request")
@@ -568,8 +573,7 @@ class StorageService:
                 f"list_pgs of {len(request.pgs)} PGs; at most {self.config.list_pgs_max}",
                 device_id=device.id,
             )
-        page_max = self.config.list_page_max
-        limit = min(request.limit, page_max) if request.limit else page_max
+        limit = self._page_limit(request.limit)
         pgs = [(p.pool_id, p.pg) for p in request.pgs]
         listed, next_index, next_start_after = await self._io(
             device, device.list_pgs_page_sync, pgs, request.start_index, request.start_after, limit

@@ -222,7 +222,7 @@ def test_gc_removes_orphans_and_keeps_every_object(tmp_path: Path) -> None:
             }
             assert len(devices) == 2
             service = StorageService(
-                devices, check_epoch=lambda epoch: None, on_device_failure=lambda d, e: None
+                devices, check_epoch=lambda epoch, pools: None, on_device_failure=lambda d, e: None
             )
             await service.start()
             try:

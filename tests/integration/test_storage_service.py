@@ -61,6 +61,7 @@ class Node:
     devices: dict[int, Path]
     failures: list[tuple[int, OSError]]
     epochs_seen: list[int]
+    pools_seen: list[frozenset[int]]
 
 
 @contextlib.asynccontextmanager
@@ -79,9 +80,11 @@ async def storage_node(
     capacity_bytes = capacity_bytes or {}
     failures: list[tuple[int, OSError]] = []
     epochs: list[int] = []
+    pools_seen: list[frozenset[int]] = []
 
-    def check_epoch(epoch: int) -> str | None:
+    def check_epoch(epoch: int, pools: frozenset[int]) -> str | None:
         epochs.append(epoch)
+        pools_seen.append(pools)
         return f"the node's map is at epoch {min_epoch}" if epoch < min_epoch else None
 
     service = StorageService(
@@ -97,7 +100,7 @@ async def storage_node(
     await server.start()
     rpc = await RpcClient.connect(HOST, server.port)
     try:
-        yield Node(service, server, StorageClient(rpc), devices, failures, epochs)
+        yield Node(service, server, StorageClient(rpc), devices, failures, epochs, pools_seen)
     finally:
         await rpc.close()
         await server.stop()
@@ -715,6 +718,7 @@ def test_a_stale_epoch_is_refused_through_the_hook(tmp_path: Path) -> None:
                 lambda: read_all_at(node, 6),
                 lambda: client.stat(0, shard_id(0), epoch=6),
                 lambda: client.list_pg(0, 1, 7, epoch=6),
+                lambda: client.list_pgs(0, [(1, 7), (1, 8)], epoch=6),
                 lambda: client.delete(0, shard_id(0), epoch=6),
             ]
             for call in calls:
@@ -723,6 +727,9 @@ def test_a_stale_epoch_is_refused_through_the_hook(tmp_path: Path) -> None:
                 assert caught.value.epoch == 6
                 assert "epoch 7" in str(caught.value)
             assert node.epochs_seen == [6] * len(calls)
+            # The hook learns the pools of the shards asked about (the node refuses
+            # only when one of their PG tables changed since the routing epoch).
+            assert node.pools_seen == [frozenset({1})] * len(calls)
             assert files_under(node.devices[0]) == []
             await client.put_shard(0, shard_id(0), layout, blocks[0], epoch=7, data_length=5000)
 

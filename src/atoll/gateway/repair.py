@@ -89,6 +89,11 @@ LIST_BATCH_PGS = 64
 """PGs a pass lists together: one `storage.list_pgs` (a page at a time) per device
 that is a member of any of them, rather than one `storage.list_pg` per PG and member
 (a pass lists every PG it checks on every member)."""
+TABLES_WAIT_S = 3.0
+"""How long a pass waits for the PG tables of a map that calls for new ones (the meta
+leader commits them within a second of the change that calls for them; a leader that
+cannot must not stop repair)."""
+TABLES_POLL_S = 0.1
 _ERRORS = (StorageError, RpcError, OSError, ServiceUnavailable, KvError, ObjectsError)
 
 
@@ -377,6 +382,7 @@ class Repairer:
     async def run(self) -> None:
         """A pass, then a pause of `interval_s` (shorter if the map changes), forever."""
         while True:
+            await self._tables_placed()
             started = self._clock()
             # The map the pass works on: if it changes while the pass runs (an out
             # node's PG table follows the out mark within a second), the next pass
@@ -410,6 +416,16 @@ class Repairer:
             while waited < self.config.interval_s and self._map().epoch == epoch:
                 await self._sleep(0.2)
                 waited += 0.2
+
+    async def _tables_placed(self) -> None:
+        """Wait (at most `TABLES_WAIT_S`) while the map has pools whose PG table the
+        meta leader is about to replace (`ClusterMap.stale_pools`: an out node's, a
+        new node's): a pass started now would list and rebuild for positions that
+        move within the second, and the pass after it would start only once it ends."""
+        for _ in range(round(TABLES_WAIT_S / TABLES_POLL_S)):
+            if not self._map().stale_pools():
+                return
+            await self._sleep(TABLES_POLL_S)
 
     # -- one pass -------------------------------------------------------------------------
 

@@ -375,7 +375,7 @@ async def _serve_storage(
     }
     service = StorageService(
         devices,
-        check_epoch=lambda epoch: stale_routing(agent.map, epoch),
+        check_epoch=lambda epoch, pools: stale_routing(agent.map, epoch, pools),
         on_device_failure=agent.device_failed,
     )
     await service.start()
@@ -522,11 +522,16 @@ def _storage_usage(service: StorageService, path: str) -> tuple[int, int]:
     return filesystem_usage(path)
 
 
-def stale_routing(m: ClusterMap, epoch: int) -> str | None:
-    """Why a storage request routed with map `epoch` must be refused, or None: a PG
-    table changed after that epoch (by this node's copy of the map), so the caller's
-    routing may send shards where they no longer belong."""
-    newest = max((table.epoch for table in m.pg_tables.values()), default=0)
+def stale_routing(m: ClusterMap, epoch: int, pools: frozenset[int] = frozenset()) -> str | None:
+    """Why a storage request routed with map `epoch` for shards of `pools` must be
+    refused, or None: the PG table of one of those pools (of any pool, for a request
+    naming none) changed after that epoch (by this node's copy of the map), so the
+    caller's routing may send shards where they no longer belong. Another pool's table
+    says nothing of where these shards go: the tables of the pools an out node held
+    positions in are committed one after another, and a repair routed with the first
+    goes on while the next is committed."""
+    tables = [t for t in m.pg_tables.values() if not pools or t.pool_id in pools]
+    newest = max((table.epoch for table in tables), default=0)
     if epoch < newest:
         return f"routed with map epoch {epoch}; the PG tables changed at epoch {newest}"
     return None

@@ -19,8 +19,9 @@ Methods (`rpc_handlers()` and `rpc_stream_handlers()`, to be served by the node'
 - `storage.stat_shard`, `storage.list_pg`, `storage.delete_shard`, `storage.devices`.
 
 Every request but `storage.devices` carries the cluster-map epoch it was routed with;
-the node's `check_epoch(epoch)` hook returns a reason to refuse it (`stale_epoch`) or
-None. A device whose I/O fails with a device fault (`errors.classify_os_error`) is
+the node's `check_epoch(epoch, pools)` hook returns a reason to refuse it
+(`stale_epoch`) or None: `pools` are the pools of the shards the request is about (a
+PG table change of another pool does not make its routing stale). A device whose I/O fails with a device fault (`errors.classify_os_error`) is
 marked failed, the node's `on_device_failure(device_id, error)` hook is called once,
 and the device refuses every later request with `device_failed`.
 
@@ -94,7 +95,10 @@ METHOD_LIST_PGS = "storage.list_pgs"
 METHOD_DELETE_SHARD = "storage.delete_shard"
 METHOD_DEVICES = "storage.devices"
 
-CheckEpoch = Callable[[int], "str | None"]
+CheckEpoch = Callable[[int, "frozenset[int]"], "str | None"]
+"""`check_epoch(epoch, pools)`: why a request routed with map `epoch` for shards of
+`pools` (pool ids; empty for a request about no pool in particular) must be refused,
+or None."""
 OnDeviceFailure = Callable[[int, OSError], None]
 
 
@@ -173,8 +177,8 @@ class StorageService:
 
     `start()` scans every device (removing temporary files left by a crash) before
     the handlers are served; `stop()` waits for the thread pool. The hooks are the
-    node's: `check_epoch(epoch)` returns a reason to refuse a request routed with
-    that map epoch, or None; `on_device_failure(device_id, error)` is called once per
+    node's: `check_epoch(epoch, pools)` returns a reason to refuse a request routed
+    with that map epoch for shards of those pools, or None; `on_device_failure(device_id, error)` is called once per
     device whose I/O fails (the node marks it failed in the map). Both are called on
     the event loop and must not block.
     """
@@ -316,9 +320,9 @@ class StorageService:
 
         return handler
 
-    def _device(self, device_id: int, epoch: int) -> Device:
-        """The device a request names, once its epoch is accepted."""
-        reason = self._check_epoch(epoch)
+    def _device(self, device_id: int, epoch: int, *pools: int) -> Device:
+        """The device a request names, once its epoch is accepted for `pools`."""
+        reason = self._check_epoch(epoch, frozenset(pools))
         if reason is not None:
             raise StaleEpoch(f"epoch {epoch} refused: {reason}", epoch=epoch, device_id=device_id)
         return self._usable(device_id)
@@ -399,8 +403,8 @@ class StorageService:
         request = parse(storage_pb2.PutShardRequest, first.message, "put_shard request")
         if len(first.payload):
             raise InvalidArgument("put_shard: the request chunk carries no payload")
-        device = self._device(request.device_id, request.epoch)
         shard = shard_id_from_proto(request.shard)
+        device = self._device(request.device_id, request.epoch, shard.pool_id)
         header = _put_header(shard, request, device.id)
         header_bytes = len(encode_header(header))
         length_known = header.data_length != DATA_LENGTH_UNFINISHED
@@ -416,7 +420,7 @@ class StorageService:
                 # during a long put may have given this shard to another device, whose
                 # repairer would not know of it. Refused, it counts as missed (and gets
                 # a repair record) rather than landing where no one looks.
-                self._device(request.device_id, request.epoch)
+                self._device(request.device_id, request.epoch, shard.pool_id)
                 async with device.name_lock(shard_file_name(shard)):
                     file_bytes, replaced = await self._io(
                         device, device.commit_writer_sync, writer, data_length
@@ -487,8 +491,8 @@ class StorageService:
     async def _get_shard(self, message: bytes, payload: bytes | memoryview) -> AsyncIterator[Chunk]:
         try:
             request = parse(storage_pb2.GetShardRequest, message, "get_shard request")
-            device = self._device(request.device_id, request.epoch)
             shard = _checked_shard(request.shard)
+            device = self._device(request.device_id, request.epoch, shard.pool_id)
         except StorageError as err:
             raise handler_error(err) from err
         length = request.length if request.HasField("length") else None
@@ -538,8 +542,8 @@ class StorageService:
 
     async def _stat_shard(self, message: bytes) -> Chunk:
         request = parse(storage_pb2.StatShardRequest, message, "stat_shard request")
-        device = self._device(request.device_id, request.epoch)
         shard = _checked_shard(request.shard)
+        device = self._device(request.device_id, request.epoch, shard.pool_id)
         reader = await self._io(device, device.open_reader_sync, shard)
         try:
             size = file_size(reader.header, reader.header_length)
@@ -550,7 +554,7 @@ class StorageService:
 
     async def _list_pg(self, message: bytes) -> Chunk:
         request = parse(storage_pb2.ListPgRequest, message, "list_pg request")
-        device = self._device(request.device_id, request.epoch)
+        device = self._device(request.device_id, request.epoch, request.pool_id)
         limit = self._page_limit(request.limit)
         entries, next_start_after = await self._io(
             device, device.list_pg_sync, request.pool_id, request.pg, request.start_after, limit
@@ -567,7 +571,7 @@ class StorageService:
 
     async def _list_pgs(self, message: bytes) -> Chunk:
         request = parse(storage_pb2.ListPgsRequest, message, "list_pgs request")
-        device = self._device(request.device_id, request.epoch)
+        device = self._device(request.device_id, request.epoch, *{p.pool_id for p in request.pgs})
         if len(request.pgs) > self.config.list_pgs_max:
             raise InvalidArgument(
                 f"list_pgs of {len(request.pgs)} PGs; at most {self.config.list_pgs_max}",
@@ -586,8 +590,10 @@ class StorageService:
 
     async def _delete_shard(self, message: bytes) -> Chunk:
         request = parse(storage_pb2.DeleteShardRequest, message, "delete_shard request")
-        device = self._device(request.device_id, request.epoch)
-        freed = await self._delete(device, _checked_shard(request.shard))
+        shard = _checked_shard(request.shard)
+        freed = await self._delete(
+            self._device(request.device_id, request.epoch, shard.pool_id), shard
+        )
         reply = storage_pb2.DeleteShardReply(deleted=freed is not None, freed_bytes=freed or 0)
         return reply.SerializeToString(), None
 

@@ -5,11 +5,14 @@ when the pass loop starts its next pass."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from atoll.gateway.repair import (
+    TABLES_POLL_S,
+    TABLES_WAIT_S,
     PartRef,
     PgListing,
     RateMeter,
@@ -18,7 +21,16 @@ from atoll.gateway.repair import (
     TokenBucket,
     select_work,
 )
-from atoll.meta.cluster_map import NODE_UP, ClusterMap, NodeRecord, PgTable
+from atoll.meta.cluster_map import (
+    DEVICE_IN,
+    NODE_UP,
+    ClusterMap,
+    DeviceRecord,
+    NodeRecord,
+    PgTable,
+    PoolRecord,
+    placement_digest,
+)
 from atoll.objects.manifest import RepairRecord
 from atoll.rpc import LocalClient, RpcPool
 from atoll.storage.layout import ShardId
@@ -203,14 +215,27 @@ def test_a_map_change_during_a_pass_starts_the_next_pass_without_a_pause() -> No
         pauses.append(devices.asked)
         raise _Stop
 
-    async def body() -> None:
+    repairer = _run_to_stop(devices, lambda: ClusterMap(epoch=epoch[0], nodes={1: node}), sleep)
+    assert repairer.checked_epoch == 2
+    assert pauses == [2]  # the pass on epoch 1, then at once the one on epoch 2
+
+
+def _run_to_stop(
+    devices: _Devices,
+    cluster_map: Callable[[], ClusterMap],
+    sleep: Callable[[float], Awaitable[None]],
+) -> Repairer:
+    """A repairer of node 1 with no index and `interval_s` 5, run until `sleep`
+    raises `_Stop`."""
+
+    async def body() -> Repairer:
         repairer = Repairer(
             1,
             devices,
             LocalClient({}),
             RpcPool(),
             _NoIndex(),
-            lambda: ClusterMap(epoch=epoch[0], nodes={1: node}),
+            cluster_map,
             clock=lambda: 0.0,
             wall_clock=lambda: 0.0,
             sleep=sleep,
@@ -218,10 +243,17 @@ def test_a_map_change_during_a_pass_starts_the_next_pass_without_a_pause() -> No
         )
         with pytest.raises(_Stop):
             await repairer.run()
-        assert repairer.checked_epoch == 2
+        return repairer
 
-    asyncio.run(body())
-    assert pauses == [2]  # the pass on epoch 1, then at once the one on epoch 2
+    return asyncio.run(body())
+
+
+def _pending_table_map() -> ClusterMap:
+    """Node 1 with three devices in service and a pool with no PG table yet."""
+    node = NodeRecord(1, "127.0.0.1:1", "", "", "", NODE_UP, True)
+    pool = PoolRecord(1, "standard", 2, 1, 4, "device", "STANDARD")
+    devices = {i: DeviceRecord(i, 1, f"/d{i}", 1 << 30, DEVICE_IN) for i in (1, 2, 3)}
+    return ClusterMap(epoch=5, nodes={1: node}, devices=devices, pools={1: pool})
 
 
 class _NoIndex:
@@ -235,3 +267,44 @@ class _NoIndex:
 
     async def cas(self, key: bytes, expected: bytes | None, new: bytes | None) -> bool:
         return False
+
+
+def test_a_pass_waits_for_the_pg_table_a_map_change_calls_for() -> None:
+    """An out mark is committed a moment before the PG table that moves the out node's
+    positions: the pass must not start on the map between the two (its rebuilds
+    would go to positions about to move, and the pass on the new table would wait
+    for it to end)."""
+    pending = _pending_table_map()
+    pool = pending.pools[1]
+    assert pending.stale_pools() == [pool]
+    table = PgTable(1, 6, placement_digest(pending, pool), ((1, 2, 3),) * 4)
+    placed = dataclasses.replace(pending, epoch=6, pg_tables={1: table})
+    assert placed.stale_pools() == []
+    current = [pending]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            current[0] = placed  # the leader commits the table
+        if seconds != TABLES_POLL_S:
+            raise _Stop  # the pause after the first pass
+
+    repairer = _run_to_stop(_Devices(lambda: None), lambda: current[0], sleep)
+    assert repairer.checked_epoch == 6  # the first pass ran on the placed table
+    assert waits[:3] == [TABLES_POLL_S] * 3
+
+
+def test_a_pass_waits_for_a_pending_table_only_so_long() -> None:
+    pending = _pending_table_map()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if seconds != TABLES_POLL_S:
+            raise _Stop  # the pause after the first pass
+
+    repairer = _run_to_stop(_Devices(lambda: None), lambda: pending, sleep)
+    # The pass still runs, after TABLES_WAIT_S of waiting.
+    assert repairer.checked_epoch == 5
+    assert waits[:-1] == [TABLES_POLL_S] * round(TABLES_WAIT_S / TABLES_POLL_S)

@@ -31,6 +31,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 import crc32c
 
 from atoll.base.errors import invariant
+from atoll.base.memory import unfilled_bytearray
 from atoll.erasure import StripeCodec, StripeLayout
 from atoll.gateway.errors import ServiceUnavailable
 from atoll.meta.cluster_map import (
@@ -256,7 +257,8 @@ class DataPath:
         tasks = [asyncio.create_task(put(i), name=f"put-shard-{i}") for i in range(width)]
         size = 0
         try:
-            stripe = bytearray(target.block_size)
+            # Only the first `fill` bytes of a stripe buffer are ever read (encoded).
+            stripe = unfilled_bytearray(target.block_size)
             fill = 0
             async for piece in body:
                 view = memoryview(piece).cast("B")
@@ -268,7 +270,7 @@ class DataPath:
                     if fill == target.block_size:
                         size += fill
                         await self._send_stripe(layout, stripe, fill, queues, tasks)
-                        stripe, fill = bytearray(target.block_size), 0
+                        stripe, fill = unfilled_bytearray(target.block_size), 0
             if fill:
                 size += fill
                 await self._send_stripe(layout, stripe, fill, queues, tasks)

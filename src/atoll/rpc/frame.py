@@ -35,6 +35,7 @@ from typing import NamedTuple, NoReturn
 
 from crc32c import crc32c
 
+from atoll.base.memory import unfilled_bytearray
 from atoll.rpc.errors import FrameError
 
 MAGIC = 0xA7
@@ -338,7 +339,8 @@ class FrameDecoder:
         """Move a large frame's body into a buffer of its own."""
         at = self._start + HEADER_BYTES
         take = min(self._end - at, body)
-        self._large = bytearray(body)
+        # Every byte is written (received into) before the frame is handed on.
+        self._large = unfilled_bytearray(body)
         self._large[:take] = self._view[at : at + take]
         self._large_filled = take
         self._large_header = header

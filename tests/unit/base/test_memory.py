@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from atoll.base.memory import TUNING_ENV, tune_malloc
+from atoll.base.memory import TUNING_ENV, tune_malloc, unfilled_bytearray
 
 
 def test_tune_malloc_applies_on_glibc() -> None:
@@ -17,3 +17,18 @@ def test_tune_malloc_applies_on_glibc() -> None:
 def test_the_environment_can_leave_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(TUNING_ENV, "off")
     assert tune_malloc() is False
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, (1 << 20) + 7])
+def test_an_unfilled_bytearray_has_the_size_asked_and_takes_writes(size: int) -> None:
+    buffer = unfilled_bytearray(size)
+    assert type(buffer) is bytearray and len(buffer) == size
+    buffer[:] = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert buffer[: min(size, 256)] == bytes(range(256))[: min(size, 256)]
+    buffer += b"x"  # an ordinary bytearray: it grows
+    assert len(buffer) == size + 1
+
+
+def test_an_unfilled_bytearray_of_a_negative_size_is_refused() -> None:
+    with pytest.raises(ValueError):
+        unfilled_bytearray(-1)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from atoll.base.memory import tune_malloc
+from atoll.base.memory import tune_gc, tune_malloc
 
 T = TypeVar("T")
 
@@ -45,7 +45,8 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 
 def run_service(main: Coroutine[Any, Any, T]) -> T:
-    """Run a long-lived process's `main` (a node, a KV gateway): the malloc settings of
-    `atoll.base.memory` first, then `run`."""
+    """Run a long-lived process's `main` (a node, a KV gateway): the malloc and garbage
+    collector settings of `atoll.base.memory` first, then `run`."""
     tune_malloc()
+    tune_gc()
     return run(main)

@@ -1,6 +1,6 @@
-"""glibc malloc settings for processes that move large buffers (node and KV gateway
-processes), and buffers that are not zero-filled first. Does process-level
-configuration through ctypes; nothing else.
+"""glibc malloc settings and the cyclic garbage collector's thresholds for long-lived
+processes (node and KV gateway processes), and buffers that are not zero-filled
+first. Does process-level configuration (through ctypes and `gc`); nothing else.
 
 The data path allocates a buffer of about a block (1 MiB) for every large frame it
 receives, every block it reads and every stripe it encodes, and frees it moments
@@ -22,11 +22,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import os
 
 TUNING_ENV = "ATOLL_MALLOC_TUNING"
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # the largest glibc accepts on 64-bit
 TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
+
+GC_TUNING_ENV = "ATOLL_GC_TUNING"
+GC_THRESHOLDS = (50_000, 20, 100)
+"""`gc.set_threshold` of a service process (CPython's defaults: 700, 10, 10)."""
 
 # mallopt(3) parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -47,6 +52,22 @@ def tune_malloc() -> bool:
         trim_set: int = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
         return mmap_set == 1 and trim_set == 1
     return False
+
+
+def tune_gc() -> bool:
+    """Make the cyclic garbage collector run less often in a service process: what is
+    alive now (modules, classes, configuration) moves to the permanent generation
+    (`gc.freeze`: no collection walks it again), and a young collection waits for
+    `GC_THRESHOLDS[0]` allocations instead of 700. Almost everything a request
+    allocates is freed by reference counting alone before a collection would look at
+    it; with the defaults, collections took about 4% of the CPU of a cluster serving
+    small PUTs (perf, 2026-11-27). False where `ATOLL_GC_TUNING=off` asks for the
+    defaults (to compare)."""
+    if os.environ.get(GC_TUNING_ENV, "") == "off":
+        return False
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    return True
 
 
 _new_bytearray = None

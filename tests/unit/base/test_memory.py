@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import platform
 
 import pytest
 
-from atoll.base.memory import TUNING_ENV, tune_malloc, unfilled_bytearray
+from atoll.base.memory import (
+    GC_THRESHOLDS,
+    GC_TUNING_ENV,
+    TUNING_ENV,
+    tune_gc,
+    tune_malloc,
+    unfilled_bytearray,
+)
 
 
 def test_tune_malloc_applies_on_glibc() -> None:
@@ -32,3 +40,24 @@ def test_an_unfilled_bytearray_has_the_size_asked_and_takes_writes(size: int) ->
 def test_an_unfilled_bytearray_of_a_negative_size_is_refused() -> None:
     with pytest.raises(ValueError):
         unfilled_bytearray(-1)
+
+
+def test_tune_gc_freezes_what_lives_and_raises_the_thresholds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(GC_TUNING_ENV, raising=False)
+    before = gc.get_threshold()
+    try:
+        assert tune_gc() is True
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_the_environment_can_leave_the_gc_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(GC_TUNING_ENV, "off")
+    before = gc.get_threshold()
+    assert tune_gc() is False
+    assert gc.get_threshold() == before

@@ -46,6 +46,7 @@ import kv_profile
 import kv_report
 from kv_client import KEY_BYTES, REQUEST_TIMEOUT_S, VALUE_BYTES, Spec
 from kv_clusters import (
+    PROBE_LABEL,
     AtollProcesses,
     Cluster,
     EtcdProcesses,
@@ -54,6 +55,8 @@ from kv_clusters import (
     find_atoll_leader,
     find_etcd_leader,
     machine_cpu_s,
+    machine_probe,
+    probe_text,
     process_cpu_s,
     tree_cpu_s,
 )
@@ -562,6 +565,7 @@ def main() -> int:
         return 0
     signal.signal(signal.SIGTERM, _terminate)
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    probe = machine_probe(Path(tempfile.gettempdir()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     scratch = tempfile.mkdtemp(prefix="atoll-kv-bench-")
@@ -575,7 +579,7 @@ def main() -> int:
             etcd.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     data = {
-        "env": environment(load_before, scratch),
+        "env": environment(load_before, scratch) | {PROBE_LABEL: probe_text(probe)},
         "params": {
             "seconds": args.seconds,
             "warm_up_s": args.warm_up,

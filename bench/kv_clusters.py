@@ -1,7 +1,8 @@
 """The two 3-member loopback clusters bench/kv.py measures: Atoll (three node processes
 from TOML configs in a temp dir) and etcd (the peers script in ../shared/peers/), each
 with its leader's endpoint and its members' process ids; and CPU accounting of processes
-and of the machine from /proc. Does I/O: processes, files, sockets.
+and of the machine from /proc; a probe of how fast the machine is right now (bench/s3.py
+and bench/repair.py use these too). Does I/O: processes, files, sockets.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -366,3 +368,66 @@ async def find_etcd_leader(cluster: Cluster) -> None:
             last = f"{err.code().name} {err.details()}"
         await asyncio.sleep(PROBE_RETRY_S)
     raise TimeoutError(f"no etcd member reported itself leader in {LEADER_TIMEOUT_S} s ({last})")
+
+
+PROBE_BYTES = 256 * 1024 * 1024
+
+
+def machine_probe(where: Path) -> dict[str, float]:
+    """How fast this shared VM is right now, by three fixed pieces of work (best of 3
+    each): a pure-Python loop (ms), a copy between two buffers already in use (GB/s),
+    and a write of new data into the page cache of a file under `where`, not synced
+    (ms per MB: each page freshly allocated, as for every shard a node writes). The
+    same code measured hours apart here cost 20% more CPU per op in one run than in
+    another; these figures say how much of such a gap is the machine."""
+
+    def python_loop() -> None:
+        table: dict[int, str] = {}
+        for i in range(200_000):
+            table[i] = str(i)
+        sum(len(v) for v in table.values())
+
+    source = bytearray(PROBE_BYTES)
+    target = bytearray(PROBE_BYTES)
+
+    def copy() -> None:
+        memoryview(target)[:] = source
+
+    path = where / f".atoll-probe-{os.getpid()}"
+
+    def page_cache_write() -> None:
+        with open(path, "wb", buffering=0) as f:
+            view = memoryview(source)
+            for at in range(0, PROBE_BYTES, 1 << 20):
+                f.write(view[at : at + (1 << 20)])
+        path.unlink()
+
+    def best(fn: Callable[[], None]) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    megabytes = PROBE_BYTES / 1e6
+    try:
+        return {
+            "python_loop_ms": 1000 * best(python_loop),
+            "copy_gb_per_s": megabytes / 1000 / best(copy),
+            "page_cache_write_ms_per_mb": 1000 * best(page_cache_write) / megabytes,
+        }
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+PROBE_LABEL = "machine probe (best of 3; compare runs by these)"
+
+
+def probe_text(probe: dict[str, float]) -> str:
+    """`machine_probe`'s figures as a report says them."""
+    return (
+        f"pure-Python loop {probe['python_loop_ms']:.0f} ms, copy {probe['copy_gb_per_s']:.1f}"
+        f" GB/s, page-cache write {probe['page_cache_write_ms_per_mb']:.2f} ms/MB"
+    )

@@ -68,7 +68,15 @@ except ImportError:  # not installed: use the checkout's src/
     from atoll.base import loop as event_loop
     from atoll.gateway import sigv4
 
-from kv_clusters import command_line, descendants, machine_cpu_s, tree_cpu_s
+from kv_clusters import (
+    PROBE_LABEL,
+    command_line,
+    descendants,
+    machine_cpu_s,
+    machine_probe,
+    probe_text,
+    tree_cpu_s,
+)
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -1535,7 +1543,14 @@ def machine_info(clients: bool = True) -> dict[str, Any]:
         info["boto3"] = _module_version("boto3")
         info["py-spy"] = _py_spy_version()
     info["atoll"] = _git_rev()
+    info["probe"] = machine_probe(Path(tempfile.gettempdir()))
     return info
+
+
+def probe_line(machine: dict[str, Any]) -> str | None:
+    """The Environment line of `machine_probe`'s figures (None for a report without)."""
+    probe = machine.get("probe")
+    return f"- {PROBE_LABEL}: {probe_text(probe)}" if probe else None
 
 
 def _module_version(name: str) -> str:
@@ -2161,6 +2176,8 @@ def render_machine(
     add(
         f"- nproc: {machine['nproc']}; cpu: {machine['cpu']}; memory: {machine['memory_gib']:.0f} GiB"
     )
+    if (line := probe_line(machine)) is not None:
+        add(line)
     for line in more:
         add(line)
     add(f"- load average before: {' '.join(f'{v:.2f}' for v in report['load_before'])}")

@@ -1471,13 +1471,15 @@ def _git_rev() -> str:
             check=False,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            # What runs is src/: reports of other benchmarks written since the last
+            # commit (bench/results/) do not make the code measured uncommitted.
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", "src"],
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
         ).stdout.strip()
-        return rev + (" (with uncommitted changes)" if dirty else "")
+        return rev + (" (with uncommitted changes in src/)" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return ""
 

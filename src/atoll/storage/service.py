@@ -21,9 +21,10 @@ Methods (`rpc_handlers()` and `rpc_stream_handlers()`, to be served by the node'
 Every request but `storage.devices` carries the cluster-map epoch it was routed with;
 the node's `check_epoch(epoch, pools)` hook returns a reason to refuse it
 (`stale_epoch`) or None: `pools` are the pools of the shards the request is about (a
-PG table change of another pool does not make its routing stale). A device whose I/O fails with a device fault (`errors.classify_os_error`) is
-marked failed, the node's `on_device_failure(device_id, error)` hook is called once,
-and the device refuses every later request with `device_failed`.
+PG table change of another pool does not make its routing stale). A device whose I/O
+fails with a device fault (`errors.classify_os_error`) is marked failed, the node's
+`on_device_failure(device_id, error)` hook is called once, and the device refuses
+every later request with `device_failed`.
 
 Failures reach the caller as atoll.rpc application errors: `HandlerError(code,
 ErrorDetail)` with the stable codes of `errors.py`.
@@ -178,9 +179,10 @@ class StorageService:
     `start()` scans every device (removing temporary files left by a crash) before
     the handlers are served; `stop()` waits for the thread pool. The hooks are the
     node's: `check_epoch(epoch, pools)` returns a reason to refuse a request routed
-    with that map epoch for shards of those pools, or None; `on_device_failure(device_id, error)` is called once per
-    device whose I/O fails (the node marks it failed in the map). Both are called on
-    the event loop and must not block.
+    with that map epoch for shards of those pools, or None;
+    `on_device_failure(device_id, error)` is called once per device whose I/O fails
+    (the node marks it failed in the map). Both are called on the event loop and must
+    not block.
     """
 
     def __init__(

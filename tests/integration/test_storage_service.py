@@ -26,7 +26,7 @@ from atoll.erasure.shard_file import ShardWriter, is_temp_name
 from atoll.erasure.shard_format import CRC_BYTES, ShardHeader, encode_header
 from atoll.erasure.stripe import StripeLayout
 from atoll.proto import storage_pb2
-from atoll.rpc import Chunk, RpcClient, RpcServer
+from atoll.rpc import Chunk, RpcClient, RpcRemoteError, RpcServer
 from atoll.storage import (
     METHOD_GET_SHARD,
     DeviceConfig,
@@ -34,6 +34,7 @@ from atoll.storage import (
     DeviceFull,
     InvalidArgument,
     ProtocolError,
+    ReadCache,
     ShardCorrupt,
     ShardId,
     ShardNotFound,
@@ -45,6 +46,8 @@ from atoll.storage import (
     shard_file_name,
     shard_relative_path,
 )
+from atoll.storage.messages import shard_id_to_proto
+from page_cache import droppable_dir, resident_pages
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -235,6 +238,45 @@ def test_put_with_the_length_known_only_at_the_end(tmp_path: Path) -> None:
             devices = await node.client.devices()
             assert devices[0].used_bytes == result.info.file_bytes
             assert devices[0].reserved_bytes == 0
+
+    run(body)
+
+
+def test_get_shard_keeps_drops_or_bypasses_the_page_cache_as_asked(tmp_path: Path) -> None:
+    layout = StripeLayout(4, 2, 64 * 1024)
+    data = random.Random(2).randbytes(20 * layout.block_size)
+    blocks = encode(data, layout)
+    want = b"".join(blocks[0])
+
+    async def body() -> None:
+        with droppable_dir(tmp_path) as directory:
+            async with storage_node(device_dirs(directory, 1)) as node:
+                await node.client.put_shard(
+                    0, shard_id(0), layout, blocks[0], epoch=EPOCH, data_length=len(data)
+                )
+                path = node.devices[0] / shard_relative_path(shard_id(0))
+
+                async def read(cache: ReadCache) -> bytes:
+                    stream = node.client.get_shard(0, shard_id(0), epoch=EPOCH, cache=cache)
+                    return b"".join([bytes(piece) async for piece in stream])
+
+                assert await read(ReadCache.KEEP) == want
+                resident, pages = resident_pages(path)
+                assert pages > 64 and resident == pages
+                assert await read(ReadCache.DROP) == want
+                assert resident_pages(path) == (0, pages)
+                assert await read(ReadCache.KEEP) == want
+                assert resident_pages(path) == (pages, pages)
+                assert await read(ReadCache.BYPASS) == want
+                assert resident_pages(path) == (0, pages)
+                # An unknown mode (a newer sender) is refused, not read as KEEP.
+                request = storage_pb2.GetShardRequest(
+                    epoch=EPOCH, device_id=0, shard=shard_id_to_proto(shard_id(0)), cache=7
+                )
+                with pytest.raises(RpcRemoteError, match="unknown cache mode 7"):
+                    stream = node.client.rpc.stream(METHOD_GET_SHARD, request.SerializeToString())
+                    async for _ in stream:
+                        pass
 
     run(body)
 

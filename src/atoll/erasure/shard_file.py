@@ -9,7 +9,10 @@
 - `ShardReader` reads and checks the header and the file size once, at open, then
   reads block ranges with one `preadv` each and verifies every block's CRC-32C before
   returning any of it. A short file is `ShardTruncated`, a bad block `ShardCorrupt`
-  naming the block.
+  naming the block. An `uncached` reader reads from the device, not from the page
+  cache: it drops the file's cached pages at open and again on `drop_cache()`, for
+  a read that must check the disk (a rebuilt shard's read-back, scrub) and should
+  leave nothing behind.
 
 Blocking calls throughout: an asyncio caller runs them in a thread
 (shared/STYLE.md §6). Neither class is thread-safe; a reader may be shared by
@@ -225,12 +228,18 @@ class ShardReader:
 
     The header and the file size are checked at open (`FormatError`,
     `ShardTruncated`). `bytes_read` counts every byte read from the file.
+
+    `uncached`: drop the file's pages from the page cache before reading anything,
+    so every byte comes from the device. Only clean pages can be dropped; a shard
+    file is fsynced before it gets its name, so all of a finished one's are.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, uncached: bool = False) -> None:
         self.path = path
         self._fd: int | None = os.open(path, os.O_RDONLY)
         try:
+            if uncached:
+                self.drop_cache()
             self.bytes_read = 0
             prefix = self._pread(HEADER_BYTES_MAX, 0)
             self.header, self.header_length = decode_header(prefix, path)
@@ -256,6 +265,13 @@ class ShardReader:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def drop_cache(self) -> None:
+        """Drop the file's clean pages from the page cache (a hint to the kernel:
+        `POSIX_FADV_DONTNEED` over the whole file)."""
+        if self._fd is None:
+            raise ValueError(f"shard reader for {self.path} is closed")
+        os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
     def _pread(self, size: int, offset: int) -> bytes:
         if self._fd is None:

@@ -74,7 +74,7 @@ from atoll.rpc import RpcCaller, RpcError, RpcPool
 from atoll.storage import StorageClient
 from atoll.storage.errors import ProtocolError, StaleEpoch, StorageError
 from atoll.storage.layout import ShardId
-from atoll.storage.messages import DeviceInfo, ShardInfo
+from atoll.storage.messages import DeviceInfo, ReadCache, ShardInfo
 
 log = logging.getLogger("atoll.gateway.repair")
 
@@ -834,7 +834,7 @@ class Repairer:
         finally:
             await stream.aclose()
         read = 0
-        reading = self.local.get_shard(device_id, shard, epoch=m.epoch)
+        reading = self.local.get_shard(device_id, shard, epoch=m.epoch, cache=ReadCache.DROP)
         async with contextlib.aclosing(reading):
             async for piece in reading:
                 read += len(piece)

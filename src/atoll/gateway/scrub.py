@@ -42,7 +42,7 @@ from atoll.meta.cluster_map import ClusterMap
 from atoll.objects.errors import ObjectsError
 from atoll.rpc import Chunk, Handler, RpcError
 from atoll.storage.errors import ShardCorrupt, StorageError
-from atoll.storage.messages import ListedShard, ShardInfo
+from atoll.storage.messages import ListedShard, ReadCache, ShardInfo
 
 log = logging.getLogger("atoll.gateway.scrub")
 
@@ -223,7 +223,9 @@ class Scrubber:
             start_after = page.next_start_after
 
     async def _read_whole(self, m: ClusterMap, device_id: int, info: ShardInfo) -> None:
-        stream = self._repairer.local.get_shard(device_id, info.shard, epoch=m.epoch)
+        stream = self._repairer.local.get_shard(
+            device_id, info.shard, epoch=m.epoch, cache=ReadCache.BYPASS
+        )
         async with contextlib.aclosing(stream):
             async for _ in stream:
                 pass

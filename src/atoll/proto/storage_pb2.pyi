@@ -1,10 +1,20 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReadCache(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    READ_CACHE_KEEP: _ClassVar[ReadCache]
+    READ_CACHE_DROP: _ClassVar[ReadCache]
+    READ_CACHE_BYPASS: _ClassVar[ReadCache]
+READ_CACHE_KEEP: ReadCache
+READ_CACHE_DROP: ReadCache
+READ_CACHE_BYPASS: ReadCache
 
 class ShardId(_message.Message):
     __slots__ = ("pool_id", "pg", "bucket", "key", "version_id", "part_number", "shard_index")
@@ -79,18 +89,20 @@ class PutShardReply(_message.Message):
     def __init__(self, info: _Optional[_Union[ShardInfo, _Mapping]] = ..., replaced: _Optional[bool] = ...) -> None: ...
 
 class GetShardRequest(_message.Message):
-    __slots__ = ("epoch", "device_id", "shard", "offset", "length")
+    __slots__ = ("epoch", "device_id", "shard", "offset", "length", "cache")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     device_id: int
     shard: ShardId
     offset: int
     length: int
-    def __init__(self, epoch: _Optional[int] = ..., device_id: _Optional[int] = ..., shard: _Optional[_Union[ShardId, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+    cache: ReadCache
+    def __init__(self, epoch: _Optional[int] = ..., device_id: _Optional[int] = ..., shard: _Optional[_Union[ShardId, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., cache: _Optional[_Union[ReadCache, str]] = ...) -> None: ...
 
 class GetShardChunk(_message.Message):
     __slots__ = ("offset", "crc32c")

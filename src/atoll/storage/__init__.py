@@ -31,7 +31,14 @@ from atoll.storage.errors import (
     UnknownDevice,
 )
 from atoll.storage.layout import ShardId, shard_file_name, shard_relative_path
-from atoll.storage.messages import DeviceInfo, ListedShard, ListPage, PgsPage, ShardInfo
+from atoll.storage.messages import (
+    DeviceInfo,
+    ListedShard,
+    ListPage,
+    PgsPage,
+    ReadCache,
+    ShardInfo,
+)
 from atoll.storage.service import (
     METHOD_DELETE_SHARD,
     METHOD_DEVICES,
@@ -71,6 +78,7 @@ __all__ = [
     "PgsPage",
     "ProtocolError",
     "PutResult",
+    "ReadCache",
     "Reservation",
     "ShardCorrupt",
     "ShardId",

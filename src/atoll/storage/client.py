@@ -27,6 +27,7 @@ from atoll.storage.messages import (
     DeviceInfo,
     ListPage,
     PgsPage,
+    ReadCache,
     ShardInfo,
     device_info_from_proto,
     error_from_wire,
@@ -138,14 +139,20 @@ class StorageClient:
         epoch: int,
         offset: int = 0,
         length: int | None = None,
+        cache: ReadCache = ReadCache.KEEP,
     ) -> AsyncGenerator[memoryview, None]:
         """Bytes `[offset, offset + length)` of the shard's data (to its end if
         `length` is None), in order, as pieces of at most one block, each checked
         against the CRC-32C the service sent with it. A corrupt block on the device
         raises `ShardCorrupt` after the good pieces before it, and no byte of it is
-        yielded. Wrap in `contextlib.aclosing` to stop early promptly."""
+        yielded. Wrap in `contextlib.aclosing` to stop early promptly. `cache`: what
+        the read does with the node's page cache (`ReadCache`)."""
         request = storage_pb2.GetShardRequest(
-            epoch=epoch, device_id=device_id, shard=shard_id_to_proto(shard), offset=offset
+            epoch=epoch,
+            device_id=device_id,
+            shard=shard_id_to_proto(shard),
+            offset=offset,
+            cache=cache.value,
         )
         if length is not None:
             request.length = length

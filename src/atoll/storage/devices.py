@@ -262,11 +262,12 @@ class Device:
         writer.finish(data_length)
         return writer.bytes_written, replaced
 
-    def open_reader_sync(self, shard: ShardId) -> ShardReader:
-        """A reader of the shard's file, its header checked against `shard`."""
+    def open_reader_sync(self, shard: ShardId, uncached: bool = False) -> ShardReader:
+        """A reader of the shard's file, its header checked against `shard`
+        (`uncached`: see `ShardReader`)."""
         path = self.shard_path(shard)
         try:
-            reader = ShardReader(path)
+            reader = ShardReader(path, uncached=uncached)
         except FileNotFoundError as err:
             self.check_root_sync()
             raise ShardNotFound(f"no shard file for {shard} ({path})", device_id=self.id) from err

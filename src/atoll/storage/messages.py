@@ -6,6 +6,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -29,6 +30,20 @@ M = TypeVar("M", bound=Message)
 ERROR_MESSAGE_CHARS_MAX = 1024
 """Longest message text in an `ErrorDetail` (the whole detail must fit the 4 KiB an
 atoll.rpc error frame allows)."""
+
+
+class ReadCache(enum.IntEnum):
+    """What a `get_shard` does with the node's page cache (proto `ReadCache`):
+
+    - `KEEP`: read through it; the pages stay (a GET, which may come again).
+    - `DROP`: read through it, then drop the file's pages (the read-back of a shard
+      just rebuilt: checked once, read again only if a GET comes for it).
+    - `BYPASS`: drop them before the read too, so every byte comes from the device
+      (scrub: it checks what the disk holds, not what a cache kept)."""
+
+    KEEP = storage_pb2.READ_CACHE_KEEP
+    DROP = storage_pb2.READ_CACHE_DROP
+    BYPASS = storage_pb2.READ_CACHE_BYPASS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -76,6 +76,7 @@ from atoll.storage.errors import (
 from atoll.storage.layout import ShardId, check_shard_id, shard_file_name
 from atoll.storage.messages import (
     DeviceInfo,
+    ReadCache,
     device_info_to_proto,
     handler_error,
     info_to_proto,
@@ -498,16 +499,25 @@ class StorageService:
         except StorageError as err:
             raise handler_error(err) from err
         length = request.length if request.HasField("length") else None
-        return self._get_stream(device, shard, request.offset, length)
+        try:
+            cache = ReadCache(request.cache)
+        except ValueError as err:
+            raise handler_error(
+                InvalidArgument(f"get_shard: unknown cache mode {request.cache}")
+            ) from err
+        return self._get_stream(device, shard, request.offset, length, cache)
 
     async def _get_stream(
-        self, device: Device, shard: ShardId, offset: int, length: int | None
+        self, device: Device, shard: ShardId, offset: int, length: int | None, cache: ReadCache
     ) -> AsyncIterator[Chunk]:
         try:
-            reader = await self._io(device, device.open_reader_sync, shard)
+            bypass = cache is ReadCache.BYPASS
+            reader = await self._io(device, device.open_reader_sync, shard, bypass)
             try:
                 async for chunk in self._read_range(device, reader, offset, length):
                     yield chunk
+                if cache is not ReadCache.KEEP:
+                    await self._io(device, reader.drop_cache)
             finally:
                 reader.close()
         except StorageError as err:

@@ -27,6 +27,7 @@ from atoll.erasure.shard_format import (
     block_offset,
     encode_header,
 )
+from page_cache import droppable_dir, resident_pages
 
 BLOCK = 4096
 K, M = 4, 2
@@ -316,3 +317,24 @@ def test_read_blocks_hands_back_the_stored_crcs_it_verified(tmp_path: Path) -> N
         payloads = reader.read_blocks(0, reader.block_count, crcs=crcs)
     assert len(crcs) == len(payloads) == 3
     assert crcs == [crc32c.crc32c(p) for p in payloads]
+
+
+def test_an_uncached_reader_reads_from_the_device_and_leaves_nothing_cached(
+    tmp_path: Path,
+) -> None:
+    data = data_of(1024 * BLOCK + 5)  # a shard file of 1 MiB and a bit
+    with droppable_dir(tmp_path) as directory:
+        path = write_file(directory, "s0", data)
+        # A plain read leaves the file in the page cache (fsynced, so its pages are clean).
+        with ShardReader(path) as reader:
+            plain = b"".join(reader.read_blocks(0, reader.block_count))
+        resident, pages = resident_pages(path)
+        assert pages > 256 and resident == pages
+        with ShardReader(path, uncached=True) as reader:
+            # Dropped at open; only the header's read (and its read-ahead) came back.
+            assert resident_pages(path)[0] < pages // 4
+            uncached = b"".join(reader.read_blocks(0, reader.block_count))
+            assert resident_pages(path)[0] == pages  # the read went through the cache
+            reader.drop_cache()
+        assert uncached == plain
+        assert resident_pages(path) == (0, pages)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import os
 import random
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -632,6 +633,52 @@ def test_list_stat_and_delete(tmp_path: Path) -> None:
                 await node.client.stat(0, shards[2], epoch=EPOCH)
             with pytest.raises(ShardNotFound):
                 await read_all(node, 0, shards[2])
+
+    run(body)
+
+
+def test_listings_reread_a_header_only_when_the_file_changed(tmp_path: Path) -> None:
+    """The device remembers headers by (inode, size, mtime): a file changed in any of
+    them is read again; one changed behind the service's back with all three kept is
+    not (which is why scrub reads whole files, headers included)."""
+    layout = StripeLayout(2, 1, 4096)
+    blocks = encode(b"h" * 6000, layout)
+    shards = [shard_id(0, key=f"key-{i}") for i in range(3)]
+
+    def damage(paths: list[Path]) -> None:
+        # key-0: the header's magic overwritten in place, inode, size and mtime kept.
+        before = paths[0].stat()
+        with open(paths[0], "r+b") as file:
+            file.write(b"XXXX")
+        os.utime(paths[0], ns=(before.st_atime_ns, before.st_mtime_ns))
+        # key-1: truncated by a byte; key-2: the same damage as key-0's with a new mtime.
+        with open(paths[1], "r+b") as file:
+            file.truncate(before.st_size - 1)
+        with open(paths[2], "r+b") as file:
+            file.write(b"XXXX")
+        os.utime(paths[2], ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+
+    async def listed(node: Node) -> dict[str, bool]:
+        page = await node.client.list_pg(0, 1, 7, epoch=EPOCH)
+        return {
+            s.info.shard.key if s.info else s.file_name: s.info is not None for s in page.shards
+        }
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1)) as node:
+            for shard in shards:
+                await node.client.put_shard(
+                    0, shard, layout, blocks[0], epoch=EPOCH, data_length=6000
+                )
+            assert await listed(node) == {"key-0": True, "key-1": True, "key-2": True}
+            paths = [node.devices[0] / shard_relative_path(s) for s in shards]
+            damage(paths)
+            now = await listed(node)
+            assert now["key-0"] is True  # remembered: the listing did not open it
+            assert sorted(k for k, ok in now.items() if not ok) == sorted(p.name for p in paths[1:])
+            # Reading key-0 checks its header from the file: the damage is found there.
+            with pytest.raises(ShardCorrupt):
+                await read_all(node, 0, shards[0])
 
     run(body)
 

@@ -266,6 +266,11 @@ class ShardReader:
             os.close(self._fd)
             self._fd = None
 
+    def fileno(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"shard reader for {self.path} is closed")
+        return self._fd
+
     def drop_cache(self) -> None:
         """Drop the file's clean pages from the page cache (a hint to the kernel:
         `POSIX_FADV_DONTNEED` over the whole file)."""

@@ -10,6 +10,10 @@ runs them in its thread pool, never on the event loop.
 - At start-up `scan_sync` records the directory's identity (device and inode), takes
   the capacity (configured, or the file system's size), removes the temporary files a
   crash left in PG directories, and sums the sizes of the shard files found.
+- Listings read a shard file's header only when the file is new to them: each
+  device remembers the header of files it wrote or listed, under the file's inode,
+  size and mtime (a bounded `HeaderMemo`); a file replaced, truncated or rewritten
+  in place no longer matches and is read again.
 - Before every write, and whenever a shard file is missing, `check_root_sync` makes
   sure the device directory is still the one found at start-up: a directory removed,
   replaced by a file, or an unmounted disk revealing its empty mount point is a
@@ -25,13 +29,14 @@ import errno
 import logging
 import os
 import stat
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import crc32c
 
 from atoll.erasure.errors import ShardCorrupt as ShardFileCorrupt
 from atoll.erasure.shard_file import ShardReader, ShardWriter, fsync_directory, is_temp_name
-from atoll.erasure.shard_format import ShardHeader, file_size
+from atoll.erasure.shard_format import ShardHeader
 from atoll.storage.capacity import CapacityLedger
 from atoll.storage.errors import InvalidArgument, ShardCorrupt, ShardNotFound
 from atoll.storage.layout import (
@@ -90,15 +95,64 @@ class Piece:
     crc32c: int
 
 
+FileKey = tuple[int, int, int]
+"""What identifies one version of a file for `HeaderMemo`: (inode, size, mtime_ns)."""
+
+
+def file_key(st: os.stat_result) -> FileKey:
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class HeaderMemo:
+    """The headers of shard files already read or written, by path, each with the
+    `FileKey` of the file it came from; at most `entries_max`, the oldest forgotten
+    first. No I/O (the caller stats the file); thread-safe (the service's pool
+    threads share one per device)."""
+
+    def __init__(self, entries_max: int) -> None:
+        if entries_max < 0:
+            raise ValueError(f"entries_max must be >= 0, got {entries_max}")
+        self.entries_max = entries_max
+        self._entries: dict[str, tuple[FileKey, ShardHeader]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, path: str, key: FileKey) -> ShardHeader | None:
+        found = self._entries.get(path)
+        return found[1] if found is not None and found[0] == key else None
+
+    def put(self, path: str, key: FileKey, header: ShardHeader) -> None:
+        if self.entries_max == 0:
+            return
+        with self._lock:
+            self._entries.pop(path, None)
+            while len(self._entries) >= self.entries_max:
+                del self._entries[next(iter(self._entries))]
+            self._entries[path] = (key, header)
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self._entries.pop(path, None)
+
+
 class Device:
     """One device directory. Construction does no I/O; `scan_sync` (in a thread) must
     run before anything else, and `ledger` exists from then on."""
 
     def __init__(
-        self, device_id: int, config: DeviceConfig, *, io_max: int, writers_max: int
+        self,
+        device_id: int,
+        config: DeviceConfig,
+        *,
+        io_max: int,
+        writers_max: int,
+        headers_max: int = 0,
     ) -> None:
         if io_max < 1 or writers_max < 1:
             raise ValueError(f"io_max and writers_max must be >= 1, got {io_max}, {writers_max}")
+        self.headers = HeaderMemo(headers_max)
         self.id = device_id
         self.path = os.path.abspath(config.path)
         self.config = config
@@ -251,15 +305,15 @@ class Device:
         for payload, crc in blocks:
             Device.write_block_sync(writer, payload, crc)
 
-    @staticmethod
-    def commit_writer_sync(writer: ShardWriter, data_length: int) -> tuple[int, int | None]:
+    def commit_writer_sync(self, writer: ShardWriter, data_length: int) -> tuple[int, int | None]:
         """Make the file durable under its name: (its size, the size of the file it
         replaced or None)."""
         try:
             replaced: int | None = os.stat(writer.path).st_size
         except FileNotFoundError:
             replaced = None
-        writer.finish(data_length)
+        path = writer.finish(data_length)
+        self.headers.put(path, file_key(os.stat(path)), writer.header)
         return writer.bytes_written, replaced
 
     def open_reader_sync(self, shard: ShardId, uncached: bool = False) -> ShardReader:
@@ -320,6 +374,7 @@ class Device:
                     file=path,
                     device_id=self.id,
                 )
+        self.headers.forget(path)
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -392,12 +447,20 @@ class Device:
         for name in page:
             path = os.path.join(directory, name)
             try:
-                with ShardReader(path) as reader:  # checks the header and the size
-                    size = file_size(reader.header, reader.header_length)
-                    mtime_ns = os.stat(path).st_mtime_ns
-                    entries.append((name, StoredShard(name, reader.header, size, mtime_ns), ""))
+                st = os.stat(path)
+                key = file_key(st)
+                header = self.headers.get(path, key)
+                if header is None:
+                    with ShardReader(path) as reader:  # checks the header and the size
+                        header = reader.header
+                        st = os.fstat(reader.fileno())
+                    key = file_key(st)
+                    self.headers.put(path, key, header)
+                entries.append((name, StoredShard(name, header, st.st_size, st.st_mtime_ns), ""))
             except FileNotFoundError:
+                self.headers.forget(path)
                 continue  # deleted since the listing
             except ShardFileCorrupt as err:
+                self.headers.forget(path)
                 entries.append((name, None, str(err)))
         return entries, page[-1] if more and page else ""

@@ -124,6 +124,9 @@ class StorageConfig:
     """Most entries in one `list_pg` or `list_pgs` reply."""
     list_pgs_max: int = 4096
     """Most PGs one `list_pgs` request may name."""
+    headers_per_device_max: int = 20_000
+    """Shard file headers each device remembers (a few hundred bytes each) so that a
+    listing reads only the headers of files it has not seen (0: read every time)."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -138,6 +141,8 @@ class StorageConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"storage config: {name} must be >= 1")
+        if self.headers_per_device_max < 0:
+            raise ValueError("storage config: headers_per_device_max must be >= 0")
 
 
 async def _run_to_end(future: asyncio.Future[T]) -> T:
@@ -205,6 +210,7 @@ class StorageService:
                 device_config,
                 io_max=config.device_io_max,
                 writers_max=config.writers_per_device_max,
+                headers_max=config.headers_per_device_max,
             )
             for device_id, device_config in sorted(devices.items())
         }

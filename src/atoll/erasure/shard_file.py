@@ -227,7 +227,8 @@ class ShardReader:
     """Reads one shard file, verifying everything it returns.
 
     The header and the file size are checked at open (`FormatError`,
-    `ShardTruncated`). `bytes_read` counts every byte read from the file.
+    `ShardTruncated`); `stat` is the open file's `fstat` of that check. `bytes_read`
+    counts every byte read from the file.
 
     `uncached`: drop the file's pages from the page cache before reading anything,
     so every byte comes from the device. Only clean pages can be dropped; a shard
@@ -243,7 +244,8 @@ class ShardReader:
             self.bytes_read = 0
             prefix = self._pread(HEADER_BYTES_MAX, 0)
             self.header, self.header_length = decode_header(prefix, path)
-            check_size(self.header, self.header_length, os.fstat(self._fd).st_size, path)
+            self.stat = os.fstat(self._fd)
+            check_size(self.header, self.header_length, self.stat.st_size, path)
         except BaseException:
             self.close()
             raise
@@ -266,7 +268,7 @@ class ShardReader:
             os.close(self._fd)
             self._fd = None
 
-    def fileno(self) -> int:
+    def _open_fd(self) -> int:
         if self._fd is None:
             raise ValueError(f"shard reader for {self.path} is closed")
         return self._fd
@@ -274,24 +276,19 @@ class ShardReader:
     def drop_cache(self) -> None:
         """Drop the file's clean pages from the page cache (a hint to the kernel:
         `POSIX_FADV_DONTNEED` over the whole file)."""
-        if self._fd is None:
-            raise ValueError(f"shard reader for {self.path} is closed")
-        os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(self._open_fd(), 0, 0, os.POSIX_FADV_DONTNEED)
 
     def _pread(self, size: int, offset: int) -> bytes:
-        if self._fd is None:
-            raise ValueError(f"shard reader for {self.path} is closed")
-        data = os.pread(self._fd, size, offset)
+        data = os.pread(self._open_fd(), size, offset)
         self.bytes_read += len(data)
         return data
 
     def _read_into(self, view: memoryview, offset: int) -> int:
         """Fill `view` from `offset`; returns how many bytes there were (short at EOF)."""
-        if self._fd is None:
-            raise ValueError(f"shard reader for {self.path} is closed")
+        fd = self._open_fd()
         done = 0
         while done < len(view):
-            got = os.preadv(self._fd, [view[done:]], offset + done)
+            got = os.preadv(fd, [view[done:]], offset + done)
             if got == 0:
                 break
             done += got

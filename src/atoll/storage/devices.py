@@ -452,8 +452,7 @@ class Device:
                 header = self.headers.get(path, key)
                 if header is None:
                     with ShardReader(path) as reader:  # checks the header and the size
-                        header = reader.header
-                        st = os.fstat(reader.fileno())
+                        header, st = reader.header, reader.stat
                     key = file_key(st)
                     self.headers.put(path, key, header)
                 entries.append((name, StoredShard(name, header, st.st_size, st.st_mtime_ns), ""))

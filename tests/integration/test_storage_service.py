@@ -22,7 +22,7 @@ from typing import Any
 import crc32c
 import pytest
 
-from atoll.erasure.codec import StripeCodec
+from atoll.erasure.codec import Codec, StripeCodec
 from atoll.erasure.shard_file import ShardWriter, is_temp_name
 from atoll.erasure.shard_format import CRC_BYTES, ShardHeader, encode_header
 from atoll.erasure.stripe import StripeLayout
@@ -339,6 +339,122 @@ def test_leftover_temp_files_are_not_listed_and_are_removed_at_start_up(tmp_path
             page = await node.client.list_pg(0, 1, 7, epoch=EPOCH)
             assert len(page.shards) == 1
         crashed.abort()  # the test's own descriptor; the file is already gone
+
+    run(body)
+
+
+# -- combine_shards ------------------------------------------------------------------------------
+
+
+async def combined(
+    node: Node,
+    sources: list[tuple[int, ShardId, int]],
+    *,
+    offset: int,
+    length: int,
+    epoch: int = EPOCH,
+) -> bytes:
+    stream = node.client.combine_shards(sources, epoch=epoch, offset=offset, length=length)
+    return b"".join([bytes(piece) async for piece in stream])
+
+
+def xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 4 * 1024 * 1024])
+def test_combine_shards_partials_sum_to_a_lost_shard(tmp_path: Path, batch_bytes: int) -> None:
+    """Shard 1 of a 4+2 part rebuilt as a repair does it: shards 0 and 2 combined by
+    their decode coefficients on one call, 3 and 4 on another, the results summed;
+    whole and over a range that starts and ends inside blocks (one block per read
+    batch, and several)."""
+    layout = StripeLayout(4, 2, 4 * 4096)
+    data = random.Random(9).randbytes(3 * layout.block_size + 1234)
+    blocks = encode(data, layout)
+    lost = b"".join(blocks[1])
+    row = Codec(4, 2).decode_rows((0, 2, 3, 4), (1,))
+    coefficient = dict(zip((0, 2, 3, 4), row, strict=True))
+    config = StorageConfig(read_batch_bytes=batch_bytes)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, layout.n), config=config) as node:
+            for i in range(layout.n):
+                await node.client.put_shard(
+                    i, shard_id(i), layout, blocks[i], epoch=EPOCH, data_length=len(data)
+                )
+            for offset, length in ((0, len(lost)), (1000, len(lost) - 1500), (5, 1)):
+                halves = [
+                    await combined(
+                        node,
+                        [(i, shard_id(i), coefficient[i]) for i in group],
+                        offset=offset,
+                        length=length,
+                    )
+                    for group in ((0, 2), (3, 4))
+                ]
+                assert xor(*halves) == lost[offset : offset + length], (offset, length)
+            # One source of coefficient 1 is the shard itself.
+            assert (
+                await combined(node, [(5, shard_id(5), 1)], offset=0, length=100)
+                == b"".join(blocks[5])[:100]
+            )
+
+    run(body)
+
+
+def test_combine_shards_refuses_bad_sources_and_corrupt_blocks(tmp_path: Path) -> None:
+    layout = StripeLayout(2, 1, 4096)
+    data = random.Random(3).randbytes(3 * 4096)
+    blocks = encode(data, layout)
+    other = encode(data[:5000], layout)
+    config = StorageConfig(read_batch_bytes=1)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 3), config=config, min_epoch=3) as node:
+            for i in range(2):
+                await node.client.put_shard(
+                    i, shard_id(i), layout, blocks[i], epoch=EPOCH, data_length=len(data)
+                )
+            # Shard 2 of the same part name, but of an upload of another length.
+            await node.client.put_shard(
+                2, shard_id(2), layout, other[2], epoch=EPOCH, data_length=5000
+            )
+            good = [(0, shard_id(0), 1), (1, shard_id(1), 7)]
+            assert len(await combined(node, good, offset=0, length=100)) == 100
+            bad_sources: list[list[tuple[int, ShardId, int]]] = [
+                [],
+                [(0, shard_id(0), 0)],
+                [(0, shard_id(0), 256)],
+                [(0, shard_id(0), 1), (1, shard_id(0), 2)],  # the same index twice
+                [(0, shard_id(0), 1), (1, shard_id(1, key="other"), 2)],  # two parts
+                [(0, shard_id(0), 1), (2, shard_id(2), 2)],  # two uploads
+            ]
+            for sources in bad_sources:
+                with pytest.raises(InvalidArgument):
+                    await combined(node, sources, offset=0, length=100)
+            with pytest.raises(InvalidArgument):  # past the shard's data
+                await combined(node, good, offset=0, length=len(b"".join(blocks[0])) + 1)
+            with pytest.raises(UnknownDevice):
+                await combined(node, [(9, shard_id(0), 1)], offset=0, length=10)
+            with pytest.raises(StaleEpoch):
+                await combined(node, good, offset=0, length=10, epoch=2)
+            with pytest.raises(ShardNotFound):
+                await combined(node, [(0, shard_id(1), 1)], offset=0, length=10)
+            # A flipped bit in block 1 of shard 1: block 0 is served, then the stream
+            # fails; no byte of the bad block goes out.
+            header_bytes = len(
+                encode_header(ShardHeader("bucket", "photos/cat.jpg", "v1", 0, 1, 2, 1, 4096, 1))
+            )
+            path = node.devices[1] / shard_relative_path(shard_id(1))
+            flip_bit(path, header_bytes + layout.full_shard_bytes + CRC_BYTES + 10)
+            received = bytearray()
+            with pytest.raises(ShardCorrupt) as caught:
+                async for piece in node.client.combine_shards(
+                    good, epoch=EPOCH, offset=0, length=len(b"".join(blocks[0]))
+                ):
+                    received += piece
+            assert caught.value.block == 1 and caught.value.device_id == 1
+            assert len(received) == layout.full_shard_bytes
 
     run(body)
 

@@ -10,7 +10,7 @@
   block verified).
 """
 
-from atoll.erasure.codec import Codec, StripeCodec, load_isal
+from atoll.erasure.codec import COMBINE_SOURCES_MAX, Codec, StripeCodec, combine, load_isal
 from atoll.erasure.errors import (
     CodecUnavailable,
     ErasureError,
@@ -30,6 +30,7 @@ from atoll.erasure.stripe import BLOCK_SIZE_DEFAULT_BYTES, Extent, StripeLayout
 
 __all__ = [
     "BLOCK_SIZE_DEFAULT_BYTES",
+    "COMBINE_SOURCES_MAX",
     "DATA_LENGTH_UNFINISHED",
     "Codec",
     "CodecUnavailable",
@@ -49,6 +50,7 @@ __all__ = [
     "ShardWriter",
     "StripeCodec",
     "StripeLayout",
+    "combine",
     "is_temp_name",
     "load_isal",
 ]

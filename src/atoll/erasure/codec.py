@@ -44,6 +44,7 @@ from typing import Any, cast
 import numpy as np
 
 from atoll.base.errors import invariant
+from atoll.base.memory import unfilled_bytearray
 from atoll.erasure.errors import (
     CodecUnavailable,
     InvalidRange,
@@ -236,7 +237,25 @@ class Codec:
         cached = self._decode_tables.get(key)  # one dict lookup: atomic under the GIL
         if cached is not None:
             return cached
+        tables = self._tables(self.decode_rows(survivors, wanted), len(wanted))
+        with self._lock:
+            if len(self._decode_tables) >= DECODE_TABLES_CACHED_MAX:
+                del self._decode_tables[next(iter(self._decode_tables))]
+            self._decode_tables[key] = tables
+        return tables
+
+    def decode_rows(self, survivors: tuple[int, ...], wanted: tuple[int, ...]) -> bytes:
+        """The decode matrix, row-major: for each shard of `wanted`, the `k`
+        coefficients that express it in the `k` shards `survivors` (ascending): shard
+        `wanted[r]` is the sum over j of `rows[r * k + j]` times shard `survivors[j]`,
+        byte by byte in GF(2^8) (`combine`). A repair can so sum partial products
+        computed where the survivors are."""
         k = self.k
+        if len(survivors) != k or len(set(survivors)) != k or list(survivors) != sorted(survivors):
+            raise InvalidRange(f"{self}: survivors {list(survivors)} are not k ascending indexes")
+        if not all(0 <= i < self.n for i in survivors):
+            raise InvalidRange(f"{self}: survivors {list(survivors)} outside 0..{self.n - 1}")
+        self.check_wanted(wanted)
         rows = b"".join(self._matrix[i * k : (i + 1) * k] for i in survivors)
         square = (ctypes.c_ubyte * (k * k)).from_buffer_copy(rows)
         inverse = (ctypes.c_ubyte * (k * k))()
@@ -246,15 +265,9 @@ class Codec:
         inverse_bytes = bytes(inverse)
         # Row w of the generator expresses shard w in the data; the inverse expresses the
         # data in the survivors, so row w times the inverse expresses shard w in them.
-        decode_rows = b"".join(
+        return b"".join(
             _row_times_matrix(self._matrix[w * k : (w + 1) * k], inverse_bytes, k) for w in wanted
         )
-        tables = self._tables(decode_rows, len(wanted))
-        with self._lock:
-            if len(self._decode_tables) >= DECODE_TABLES_CACHED_MAX:
-                del self._decode_tables[next(iter(self._decode_tables))]
-            self._decode_tables[key] = tables
-        return tables
 
     def run(
         self,
@@ -333,6 +346,49 @@ class Codec:
         if len(set(key)) != len(key) or not all(0 <= w < self.n for w in key):
             raise InvalidRange(f"{self}: wanted shards {list(key)} not distinct in 0..{self.n - 1}")
         return key
+
+
+COMBINE_SOURCES_MAX = 255
+"""Most buffers one `combine` call sums (ISA-L's limit on sources per call)."""
+
+
+def combine(
+    coefficients: bytes,
+    sources: Sequence[ReadableBuffer],
+    out: WritableBuffer | None = None,
+    *,
+    library_path: str | None = None,
+) -> WritableBuffer:
+    """The linear combination `sum(coefficients[i] * sources[i])` over GF(2^8), byte by
+    byte, into `out` (at least as long as the sources) or a new buffer, which is
+    returned. The sources are of one length. With `Codec.decode_rows`, a shard is the
+    combination of the survivors; since addition is XOR, it is also the plain sum
+    (coefficients all 1) of combinations of any partition of them."""
+    lib = load_isal(library_path)
+    count = len(sources)
+    if count != len(coefficients) or not 1 <= count <= COMBINE_SOURCES_MAX:
+        raise InvalidRange(
+            f"combine: {len(coefficients)} coefficients for {count} sources "
+            f"(1..{COMBINE_SOURCES_MAX})"
+        )
+    views = [_byte_view(b, f"source {i}") for i, b in enumerate(sources)]
+    length = _common_length(views)
+    if out is None:
+        out = unfilled_bytearray(length)
+    target = _writable(out, "combine output", length)
+    if length == 0:
+        return out
+    tables = (ctypes.c_ubyte * (GF_TABLE_BYTES_PER_COEFFICIENT * count))()
+    lib.ec_init_tables(count, 1, (ctypes.c_ubyte * count).from_buffer_copy(coefficients), tables)
+    lib.ec_encode_data(
+        length,
+        count,
+        1,
+        tables,
+        _pointers([_address(v) for v in views]),
+        _pointers([_address(target)]),
+    )
+    return out
 
 
 def _common_length(views: Sequence[memoryview]) -> int:

@@ -352,9 +352,7 @@ class DataPath:
         self, target: PartTarget, index: int, offset: int, sizes: list[int]
     ) -> list[memoryview]:
         """Shard `index`'s blocks from shard offset `offset`, one of each size in
-        `sizes` (consecutive stripes). The service sends a whole block per chunk, so
-        the chunks are the blocks as received; only chunks cut otherwise are joined
-        and split (a copy)."""
+        `sizes` (consecutive stripes)."""
         client, epoch = await self._client(target.members[index], write=False)
         stream = client.get_shard(
             target.members[index],
@@ -363,11 +361,7 @@ class DataPath:
             offset=offset,
             length=sum(sizes),
         )
-        async with contextlib.aclosing(stream):
-            pieces = [piece async for piece in stream]
-        if [len(p) for p in pieces] == sizes:
-            return pieces
-        return split_blocks(memoryview(b"".join(pieces)), sizes)
+        return await collect_blocks(stream, sizes)
 
     async def fetch(
         self,
@@ -412,7 +406,7 @@ class DataPath:
             return target
         return dataclasses.replace(target, members=table.members[target.pg], epoch=m.epoch)
 
-    def _readable(self, device_id: int) -> bool:
+    def readable(self, device_id: int) -> bool:
         """Whether the map lets a read go to the device (its node up or draining, the
         device not failed)."""
         m = self._map()
@@ -446,7 +440,7 @@ class DataPath:
         candidates = sorted(
             durable,
             key=lambda i: (
-                not self._readable(target.members[i]),
+                not self.readable(target.members[i]),
                 prefer_local and not self._is_local(target.members[i]),
                 i,
             ),
@@ -514,6 +508,19 @@ def window_blocks(layout: StripeLayout, size: int, window: range) -> list[int]:
     return [layout.shard_bytes(layout.stripe_length(size, s)) for s in window]
 
 
+async def collect_blocks(
+    stream: AsyncGenerator[memoryview, None], sizes: list[int]
+) -> list[memoryview]:
+    """A stream of shard bytes (`StorageClient.get_shard`, `combine_shards`) as blocks
+    of `sizes`: the service sends a whole block per chunk, so the chunks are the
+    blocks as received; only chunks cut otherwise are joined and split (a copy)."""
+    async with contextlib.aclosing(stream):
+        pieces = [piece async for piece in stream]
+    if [len(p) for p in pieces] == sizes:
+        return pieces
+    return split_blocks(memoryview(b"".join(pieces)), sizes)
+
+
 def split_blocks(data: memoryview, sizes: list[int]) -> list[memoryview]:
     """`data` cut into consecutive views of `sizes` (which must sum to its length)."""
     invariant(sum(sizes) == len(data), f"{len(data)} bytes cut into blocks of {sizes}")
@@ -540,6 +547,7 @@ __all__ = [
     "PartTarget",
     "WindowShards",
     "WrittenPart",
+    "collect_blocks",
     "read_windows",
     "rebuild_blocks",
     "split_blocks",

@@ -17,8 +17,12 @@ A **pass** (`Repairer.pass_once`) takes the node's current map and:
    (`endangerment`).
 5. For each PG (at most `pgs_max` at once), and each part missing at a local
    position, or named there by a repair record, and still referenced by the index
-   (`gc.is_referenced`): reads k other shards a window at a time
-   (`DataPath.fetch`), rebuilds the position's shard (`rebuild_blocks`), writes it
+   (`gc.is_referenced`): rebuilds the position's shard a window at a time from k
+   other shards, one stream per node: a node holding several sends their partial
+   sum (`storage.combine_shards`), the others' shards come as they are, and a
+   worker thread adds them up by their decode coefficients (`sum_partials`; if a
+   partial-sum read fails, whole shards through `DataPath.fetch` and
+   `rebuild_blocks`), writes it
    (`put_shard`: CRC-32C checked block by block, fsynced before the reply), and
    verifies it by reading it back (every block's stored CRC-32C checked). The bytes
    rebuilt go through a token bucket (`bytes_per_s`).
@@ -43,18 +47,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
-from atoll.erasure import StripeLayout
+from atoll.erasure import Codec, StripeLayout, combine
+from atoll.erasure.stripe import ReadableBuffer
 from atoll.gateway.datapath import (
     DataPath,
     PartTarget,
-    WindowShards,
+    collect_blocks,
     read_windows,
     rebuild_blocks,
+    window_blocks,
 )
 from atoll.gateway.errors import ServiceUnavailable
 from atoll.gateway.gc import References, is_referenced, read_references
@@ -797,22 +804,45 @@ class Repairer:
         device_id = listing.members[position]
         loop = asyncio.get_running_loop()
 
-        def fetch(window: range) -> asyncio.Task[WindowShards]:
-            return asyncio.create_task(
-                self._data.fetch(target, size, window, sources, follow_map=False, prefer_local=True)
-            )
+        groups = self._combination(m, target, sources, position)
 
-        async def blocks() -> AsyncGenerator[bytes, None]:
-            # The next window's shards are fetched while this one is decoded and written.
+        async def build(window: range) -> list[ReadableBuffer]:
+            nonlocal groups
+            if groups is not None:
+                try:
+                    partials = await self._partials(
+                        m,
+                        groups,
+                        window.start * layout.full_shard_bytes,
+                        window_blocks(layout, size, window),
+                    )
+                    coefficients = bytes(c for c, _ in groups)
+                    return await loop.run_in_executor(None, sum_partials, coefficients, partials)
+                except _ERRORS as err:
+                    log.warning(
+                        "repair: %s: pre-combined read failed (%s): reading whole shards",
+                        target.shard(position),
+                        err,
+                    )
+                    groups = None
+            shards = await self._data.fetch(
+                target, size, window, sources, follow_map=False, prefer_local=True
+            )
+            rebuilt = await loop.run_in_executor(
+                None, rebuild_blocks, layout, size, window, shards, position
+            )
+            return list(rebuilt)
+
+        async def blocks() -> AsyncGenerator[ReadableBuffer, None]:
+            # The next window is fetched and rebuilt while this one is written.
             windows = read_windows(target, range(layout.stripe_count(size)))
-            pending = fetch(windows[0]) if windows else None
+            pending = asyncio.create_task(build(windows[0])) if windows else None
             try:
-                for n, window in enumerate(windows):
+                for n in range(len(windows)):
                     assert pending is not None
-                    shards = await pending
-                    pending = fetch(windows[n + 1]) if n + 1 < len(windows) else None
-                    built = await loop.run_in_executor(
-                        None, rebuild_blocks, layout, size, window, shards, position
+                    built = await pending
+                    pending = (
+                        asyncio.create_task(build(windows[n + 1])) if n + 1 < len(windows) else None
                     )
                     wait = self._bucket.delay(self._clock(), sum(len(b) for b in built))
                     if wait > 0:
@@ -846,6 +876,68 @@ class Repairer:
         self.repaired_bytes += read
         self._meter.add(self._clock(), read)
         self.bytes_to_repair = max(0, self.bytes_to_repair - read)
+
+    def _combination(
+        self, m: ClusterMap, target: PartTarget, sources: Sequence[int], position: int
+    ) -> list[_Read] | None:
+        """How to rebuild shard `position` of `target` with one stream per node: k of
+        the `sources` (shard indexes), this node's first, then those of the nodes
+        holding the most, each with its coefficient in the rebuilt shard
+        (`Codec.decode_rows`). Another node holding several of them sends their
+        combination (`storage.combine_shards`), which enters the sum with coefficient
+        1; a shard alone on its node, and this node's own, are read as they are and
+        enter with their coefficient. None when a source's device is not readable."""
+        by_node: dict[int, list[int]] = {}
+        for index in sources:
+            device = m.devices.get(target.members[index])
+            if device is None or not self._data.readable(device.id):
+                return None
+            by_node.setdefault(device.node_id, []).append(index)
+        order = sorted(by_node, key=lambda node: (node != self.node_id, -len(by_node[node]), node))
+        chosen = [i for node in order for i in sorted(by_node[node])][: target.k]
+        if len(chosen) < target.k:
+            return None
+        survivors = tuple(sorted(chosen))
+        row = _codec(target.k, target.m).decode_rows(survivors, (position,))
+        coefficients = dict(zip(survivors, row, strict=True))
+        reads: list[_Read] = []
+        for node in order:
+            group = [
+                (target.members[i], target.shard(i), coefficients[i])
+                for i in sorted(by_node[node])
+                if coefficients.get(i)  # unchosen, or a zero coefficient: not read
+            ]
+            if len(group) > 1 and node != self.node_id:
+                reads.append((1, group))
+            else:
+                reads += [(c, [(device_id, shard, 1)]) for device_id, shard, c in group]
+        return reads
+
+    async def _partials(
+        self, m: ClusterMap, reads: list[_Read], offset: int, sizes: list[int]
+    ) -> list[list[memoryview]]:
+        """Each read's blocks of `sizes` from shard offset `offset`: a shard as it is,
+        or a combination of several."""
+
+        async def one(group: _Group) -> list[memoryview]:
+            device_id, shard, _ = group[0]
+            client, epoch = await self._client(m, device_id)
+            length = sum(sizes)
+            if len(group) == 1:
+                stream = client.get_shard(
+                    device_id, shard, epoch=epoch, offset=offset, length=length
+                )
+            else:
+                stream = client.combine_shards(group, epoch=epoch, offset=offset, length=length)
+            return await collect_blocks(stream, sizes)
+
+        results = await asyncio.gather(*(one(group) for _, group in reads), return_exceptions=True)
+        partials = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            partials.append(result)
+        return partials
 
     async def _former_holders(
         self, m: ClusterMap, listing: PgListing
@@ -964,6 +1056,27 @@ class Repairer:
                 await self.local.delete(device_id, info.shard, epoch=m.epoch)
                 stats.stale_removed += 1
                 self.stale_removed += 1
+
+
+_Group = list[tuple[int, ShardId, int]]
+"""Shards of one part on one node to combine: (device id, shard, coefficient) each."""
+_Read = tuple[int, _Group]
+"""A read of a rebuild and its coefficient in the sum: one shard (of coefficient 1 in
+its group), or a group of several on another node (combined there)."""
+
+
+@functools.lru_cache(maxsize=16)
+def _codec(k: int, m: int) -> Codec:
+    return Codec(k, m)
+
+
+def sum_partials(coefficients: bytes, partials: list[list[memoryview]]) -> list[ReadableBuffer]:
+    """Block by block, the sum of `coefficients[i]` times `partials[i]`: the rebuilt
+    shard's blocks (worker thread; a single partial of coefficient 1 is the shard as
+    it came)."""
+    if coefficients == b"\x01":
+        return list(partials[0])
+    return [combine(coefficients, blocks) for blocks in zip(*partials, strict=True)]
 
 
 def _forced(records: Iterable[_Record], positions: list[int]) -> dict[PartRef, frozenset[int]]:

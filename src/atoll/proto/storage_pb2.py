@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61toll/proto/storage.proto\x12\x10\x61toll.storage.v1\"\x81\x01\n\x07ShardId\x12\x0f\n\x07pool_id\x18\x01 \x01(\x04\x12\n\n\x02pg\x18\x02 \x01(\r\x12\x0e\n\x06\x62ucket\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x12\n\nversion_id\x18\x05 \x01(\t\x12\x13\n\x0bpart_number\x18\x06 \x01(\r\x12\x13\n\x0bshard_index\x18\x07 \x01(\r\"\xb0\x01\n\tShardInfo\x12(\n\x05shard\x18\x01 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\x12\t\n\x01k\x18\x02 \x01(\r\x12\t\n\x01m\x18\x03 \x01(\r\x12\x12\n\nblock_size\x18\x04 \x01(\r\x12\x13\n\x0b\x64\x61ta_length\x18\x05 \x01(\x04\x12\x13\n\x0bshard_bytes\x18\x06 \x01(\x04\x12\x12\n\nfile_bytes\x18\x07 \x01(\x04\x12\x11\n\tfile_name\x18\x08 \x01(\t\"\xb1\x01\n\x0fPutShardRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12(\n\x05shard\x18\x03 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\x12\t\n\x01k\x18\x04 \x01(\r\x12\t\n\x01m\x18\x05 \x01(\r\x12\x12\n\nblock_size\x18\x06 \x01(\r\x12\x18\n\x0b\x64\x61ta_length\x18\x07 \x01(\x04H\x00\x88\x01\x01\x42\x0e\n\x0c_data_length\"Y\n\rPutShardChunk\x12\x13\n\x06\x63rc32c\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x61ta_length\x18\x02 \x01(\x04H\x01\x88\x01\x01\x42\t\n\x07_crc32cB\x0e\n\x0c_data_length\"L\n\rPutShardReply\x12)\n\x04info\x18\x01 \x01(\x0b\x32\x1b.atoll.storage.v1.ShardInfo\x12\x10\n\x08replaced\x18\x02 \x01(\x08\"\xb9\x01\n\x0fGetShardRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12(\n\x05shard\x18\x03 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x13\n\x06length\x18\x05 \x01(\x04H\x00\x88\x01\x01\x12*\n\x05\x63\x61\x63he\x18\x06 \x01(\x0e\x32\x1b.atoll.storage.v1.ReadCacheB\t\n\x07_length\"/\n\rGetShardChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0e\n\x06\x63rc32c\x18\x02 \x01(\r\"^\n\x10StatShardRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12(\n\x05shard\x18\x03 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\";\n\x0eStatShardReply\x12)\n\x04info\x18\x01 \x01(\x0b\x32\x1b.atoll.storage.v1.ShardInfo\"r\n\rListPgRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12\x0f\n\x07pool_id\x18\x03 \x01(\x04\x12\n\n\x02pg\x18\x04 \x01(\r\x12\x13\n\x0bstart_after\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\"Z\n\x0bListedShard\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12)\n\x04info\x18\x02 \x01(\x0b\x32\x1b.atoll.storage.v1.ShardInfo\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"V\n\x0bListPgReply\x12-\n\x06shards\x18\x01 \x03(\x0b\x32\x1d.atoll.storage.v1.ListedShard\x12\x18\n\x10next_start_after\x18\x02 \x01(\t\"$\n\x05PgRef\x12\x0f\n\x07pool_id\x18\x01 \x01(\x04\x12\n\n\x02pg\x18\x02 \x01(\r\"\x91\x01\n\x0eListPgsRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12$\n\x03pgs\x18\x03 \x03(\x0b\x32\x17.atoll.storage.v1.PgRef\x12\x13\n\x0bstart_index\x18\x04 \x01(\r\x12\x13\n\x0bstart_after\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\"H\n\x08ListedPg\x12\r\n\x05index\x18\x01 \x01(\r\x12-\n\x06shards\x18\x02 \x03(\x0b\x32\x1d.atoll.storage.v1.ListedShard\"e\n\x0cListPgsReply\x12\'\n\x03pgs\x18\x01 \x03(\x0b\x32\x1a.atoll.storage.v1.ListedPg\x12\x12\n\nnext_index\x18\x02 \x01(\r\x12\x18\n\x10next_start_after\x18\x03 \x01(\t\"`\n\x12\x44\x65leteShardRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12(\n\x05shard\x18\x03 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\"8\n\x10\x44\x65leteShardReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\x12\x13\n\x0b\x66reed_bytes\x18\x02 \x01(\x04\"\x10\n\x0e\x44\x65vicesRequest\"\xa7\x01\n\nDeviceInfo\x12\x11\n\tdevice_id\x18\x01 \x01(\x04\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x16\n\x0ereserved_bytes\x18\x05 \x01(\x04\x12\x13\n\x0bshard_files\x18\x06 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x08\x12\x0f\n\x07\x66\x61ilure\x18\x08 \x01(\t\"=\n\x0c\x44\x65vicesReply\x12-\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1c.atoll.storage.v1.DeviceInfo\"\xa9\x02\n\x0b\x45rrorDetail\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x16\n\tdevice_id\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0c\n\x04\x66ile\x18\x04 \x01(\t\x12\x12\n\x05\x62lock\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12\x13\n\x06offset\x18\x06 \x01(\x04H\x02\x88\x01\x01\x12\x1c\n\x0f\x65xpected_crc32c\x18\x07 \x01(\rH\x03\x88\x01\x01\x12\x1a\n\ractual_crc32c\x18\x08 \x01(\rH\x04\x88\x01\x01\x12\x14\n\x0cneeded_bytes\x18\t \x01(\x04\x12\x12\n\nfree_bytes\x18\n \x01(\x04\x42\x0c\n\n_device_idB\x08\n\x06_blockB\t\n\x07_offsetB\x12\n\x10_expected_crc32cB\x10\n\x0e_actual_crc32c*L\n\tReadCache\x12\x13\n\x0fREAD_CACHE_KEEP\x10\x00\x12\x13\n\x0fREAD_CACHE_DROP\x10\x01\x12\x15\n\x11READ_CACHE_BYPASS\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61toll/proto/storage.proto\x12\x10\x61toll.storage.v1\"\x81\x01\n\x07ShardId\x12\x0f\n\x07pool_id\x18\x01 \x01(\x04\x12\n\n\x02pg\x18\x02 \x01(\r\x12\x0e\n\x06\x62ucket\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x12\n\nversion_id\x18\x05 \x01(\t\x12\x13\n\x0bpart_number\x18\x06 \x01(\r\x12\x13\n\x0bshard_index\x18\x07 \x01(\r\"\xb0\x01\n\tShardInfo\x12(\n\x05shard\x18\x01 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\x12\t\n\x01k\x18\x02 \x01(\r\x12\t\n\x01m\x18\x03 \x01(\r\x12\x12\n\nblock_size\x18\x04 \x01(\r\x12\x13\n\x0b\x64\x61ta_length\x18\x05 \x01(\x04\x12\x13\n\x0bshard_bytes\x18\x06 \x01(\x04\x12\x12\n\nfile_bytes\x18\x07 \x01(\x04\x12\x11\n\tfile_name\x18\x08 \x01(\t\"\xb1\x01\n\x0fPutShardRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12(\n\x05shard\x18\x03 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\x12\t\n\x01k\x18\x04 \x01(\r\x12\t\n\x01m\x18\x05 \x01(\r\x12\x12\n\nblock_size\x18\x06 \x01(\r\x12\x18\n\x0b\x64\x61ta_length\x18\x07 \x01(\x04H\x00\x88\x01\x01\x42\x0e\n\x0c_data_length\"Y\n\rPutShardChunk\x12\x13\n\x06\x63rc32c\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x61ta_length\x18\x02 \x01(\x04H\x01\x88\x01\x01\x42\t\n\x07_crc32cB\x0e\n\x0c_data_length\"L\n\rPutShardReply\x12)\n\x04info\x18\x01 \x01(\x0b\x32\x1b.atoll.storage.v1.ShardInfo\x12\x10\n\x08replaced\x18\x02 \x01(\x08\"\xb9\x01\n\x0fGetShardRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12(\n\x05shard\x18\x03 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x13\n\x06length\x18\x05 \x01(\x04H\x00\x88\x01\x01\x12*\n\x05\x63\x61\x63he\x18\x06 \x01(\x0e\x32\x1b.atoll.storage.v1.ReadCacheB\t\n\x07_length\"/\n\rGetShardChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0e\n\x06\x63rc32c\x18\x02 \x01(\r\"w\n\x14\x43ombineShardsRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x30\n\x07sources\x18\x02 \x03(\x0b\x32\x1f.atoll.storage.v1.CombineSource\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\"a\n\rCombineSource\x12\x11\n\tdevice_id\x18\x01 \x01(\x04\x12(\n\x05shard\x18\x02 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\x12\x13\n\x0b\x63oefficient\x18\x03 \x01(\r\"^\n\x10StatShardRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12(\n\x05shard\x18\x03 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\";\n\x0eStatShardReply\x12)\n\x04info\x18\x01 \x01(\x0b\x32\x1b.atoll.storage.v1.ShardInfo\"r\n\rListPgRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12\x0f\n\x07pool_id\x18\x03 \x01(\x04\x12\n\n\x02pg\x18\x04 \x01(\r\x12\x13\n\x0bstart_after\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\"Z\n\x0bListedShard\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12)\n\x04info\x18\x02 \x01(\x0b\x32\x1b.atoll.storage.v1.ShardInfo\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"V\n\x0bListPgReply\x12-\n\x06shards\x18\x01 \x03(\x0b\x32\x1d.atoll.storage.v1.ListedShard\x12\x18\n\x10next_start_after\x18\x02 \x01(\t\"$\n\x05PgRef\x12\x0f\n\x07pool_id\x18\x01 \x01(\x04\x12\n\n\x02pg\x18\x02 \x01(\r\"\x91\x01\n\x0eListPgsRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12$\n\x03pgs\x18\x03 \x03(\x0b\x32\x17.atoll.storage.v1.PgRef\x12\x13\n\x0bstart_index\x18\x04 \x01(\r\x12\x13\n\x0bstart_after\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\"H\n\x08ListedPg\x12\r\n\x05index\x18\x01 \x01(\r\x12-\n\x06shards\x18\x02 \x03(\x0b\x32\x1d.atoll.storage.v1.ListedShard\"e\n\x0cListPgsReply\x12\'\n\x03pgs\x18\x01 \x03(\x0b\x32\x1a.atoll.storage.v1.ListedPg\x12\x12\n\nnext_index\x18\x02 \x01(\r\x12\x18\n\x10next_start_after\x18\x03 \x01(\t\"`\n\x12\x44\x65leteShardRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tdevice_id\x18\x02 \x01(\x04\x12(\n\x05shard\x18\x03 \x01(\x0b\x32\x19.atoll.storage.v1.ShardId\"8\n\x10\x44\x65leteShardReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\x12\x13\n\x0b\x66reed_bytes\x18\x02 \x01(\x04\"\x10\n\x0e\x44\x65vicesRequest\"\xa7\x01\n\nDeviceInfo\x12\x11\n\tdevice_id\x18\x01 \x01(\x04\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x16\n\x0ereserved_bytes\x18\x05 \x01(\x04\x12\x13\n\x0bshard_files\x18\x06 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x08\x12\x0f\n\x07\x66\x61ilure\x18\x08 \x01(\t\"=\n\x0c\x44\x65vicesReply\x12-\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1c.atoll.storage.v1.DeviceInfo\"\xa9\x02\n\x0b\x45rrorDetail\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x16\n\tdevice_id\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0c\n\x04\x66ile\x18\x04 \x01(\t\x12\x12\n\x05\x62lock\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12\x13\n\x06offset\x18\x06 \x01(\x04H\x02\x88\x01\x01\x12\x1c\n\x0f\x65xpected_crc32c\x18\x07 \x01(\rH\x03\x88\x01\x01\x12\x1a\n\ractual_crc32c\x18\x08 \x01(\rH\x04\x88\x01\x01\x12\x14\n\x0cneeded_bytes\x18\t \x01(\x04\x12\x12\n\nfree_bytes\x18\n \x01(\x04\x42\x0c\n\n_device_idB\x08\n\x06_blockB\t\n\x07_offsetB\x12\n\x10_expected_crc32cB\x10\n\x0e_actual_crc32c*L\n\tReadCache\x12\x13\n\x0fREAD_CACHE_KEEP\x10\x00\x12\x13\n\x0fREAD_CACHE_DROP\x10\x01\x12\x15\n\x11READ_CACHE_BYPASS\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atoll.proto.storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_READCACHE']._serialized_start=2467
-  _globals['_READCACHE']._serialized_end=2543
+  _globals['_READCACHE']._serialized_start=2687
+  _globals['_READCACHE']._serialized_end=2763
   _globals['_SHARDID']._serialized_start=48
   _globals['_SHARDID']._serialized_end=177
   _globals['_SHARDINFO']._serialized_start=180
@@ -47,34 +47,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSHARDREQUEST']._serialized_end=893
   _globals['_GETSHARDCHUNK']._serialized_start=895
   _globals['_GETSHARDCHUNK']._serialized_end=942
-  _globals['_STATSHARDREQUEST']._serialized_start=944
-  _globals['_STATSHARDREQUEST']._serialized_end=1038
-  _globals['_STATSHARDREPLY']._serialized_start=1040
-  _globals['_STATSHARDREPLY']._serialized_end=1099
-  _globals['_LISTPGREQUEST']._serialized_start=1101
-  _globals['_LISTPGREQUEST']._serialized_end=1215
-  _globals['_LISTEDSHARD']._serialized_start=1217
-  _globals['_LISTEDSHARD']._serialized_end=1307
-  _globals['_LISTPGREPLY']._serialized_start=1309
-  _globals['_LISTPGREPLY']._serialized_end=1395
-  _globals['_PGREF']._serialized_start=1397
-  _globals['_PGREF']._serialized_end=1433
-  _globals['_LISTPGSREQUEST']._serialized_start=1436
-  _globals['_LISTPGSREQUEST']._serialized_end=1581
-  _globals['_LISTEDPG']._serialized_start=1583
-  _globals['_LISTEDPG']._serialized_end=1655
-  _globals['_LISTPGSREPLY']._serialized_start=1657
-  _globals['_LISTPGSREPLY']._serialized_end=1758
-  _globals['_DELETESHARDREQUEST']._serialized_start=1760
-  _globals['_DELETESHARDREQUEST']._serialized_end=1856
-  _globals['_DELETESHARDREPLY']._serialized_start=1858
-  _globals['_DELETESHARDREPLY']._serialized_end=1914
-  _globals['_DEVICESREQUEST']._serialized_start=1916
-  _globals['_DEVICESREQUEST']._serialized_end=1932
-  _globals['_DEVICEINFO']._serialized_start=1935
-  _globals['_DEVICEINFO']._serialized_end=2102
-  _globals['_DEVICESREPLY']._serialized_start=2104
-  _globals['_DEVICESREPLY']._serialized_end=2165
-  _globals['_ERRORDETAIL']._serialized_start=2168
-  _globals['_ERRORDETAIL']._serialized_end=2465
+  _globals['_COMBINESHARDSREQUEST']._serialized_start=944
+  _globals['_COMBINESHARDSREQUEST']._serialized_end=1063
+  _globals['_COMBINESOURCE']._serialized_start=1065
+  _globals['_COMBINESOURCE']._serialized_end=1162
+  _globals['_STATSHARDREQUEST']._serialized_start=1164
+  _globals['_STATSHARDREQUEST']._serialized_end=1258
+  _globals['_STATSHARDREPLY']._serialized_start=1260
+  _globals['_STATSHARDREPLY']._serialized_end=1319
+  _globals['_LISTPGREQUEST']._serialized_start=1321
+  _globals['_LISTPGREQUEST']._serialized_end=1435
+  _globals['_LISTEDSHARD']._serialized_start=1437
+  _globals['_LISTEDSHARD']._serialized_end=1527
+  _globals['_LISTPGREPLY']._serialized_start=1529
+  _globals['_LISTPGREPLY']._serialized_end=1615
+  _globals['_PGREF']._serialized_start=1617
+  _globals['_PGREF']._serialized_end=1653
+  _globals['_LISTPGSREQUEST']._serialized_start=1656
+  _globals['_LISTPGSREQUEST']._serialized_end=1801
+  _globals['_LISTEDPG']._serialized_start=1803
+  _globals['_LISTEDPG']._serialized_end=1875
+  _globals['_LISTPGSREPLY']._serialized_start=1877
+  _globals['_LISTPGSREPLY']._serialized_end=1978
+  _globals['_DELETESHARDREQUEST']._serialized_start=1980
+  _globals['_DELETESHARDREQUEST']._serialized_end=2076
+  _globals['_DELETESHARDREPLY']._serialized_start=2078
+  _globals['_DELETESHARDREPLY']._serialized_end=2134
+  _globals['_DEVICESREQUEST']._serialized_start=2136
+  _globals['_DEVICESREQUEST']._serialized_end=2152
+  _globals['_DEVICEINFO']._serialized_start=2155
+  _globals['_DEVICEINFO']._serialized_end=2322
+  _globals['_DEVICESREPLY']._serialized_start=2324
+  _globals['_DEVICESREPLY']._serialized_end=2385
+  _globals['_ERRORDETAIL']._serialized_start=2388
+  _globals['_ERRORDETAIL']._serialized_end=2685
 # @@protoc_insertion_point(module_scope)

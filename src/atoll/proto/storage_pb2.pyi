@@ -112,6 +112,28 @@ class GetShardChunk(_message.Message):
     crc32c: int
     def __init__(self, offset: _Optional[int] = ..., crc32c: _Optional[int] = ...) -> None: ...
 
+class CombineShardsRequest(_message.Message):
+    __slots__ = ("epoch", "sources", "offset", "length")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    sources: _containers.RepeatedCompositeFieldContainer[CombineSource]
+    offset: int
+    length: int
+    def __init__(self, epoch: _Optional[int] = ..., sources: _Optional[_Iterable[_Union[CombineSource, _Mapping]]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class CombineSource(_message.Message):
+    __slots__ = ("device_id", "shard", "coefficient")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    COEFFICIENT_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    shard: ShardId
+    coefficient: int
+    def __init__(self, device_id: _Optional[int] = ..., shard: _Optional[_Union[ShardId, _Mapping]] = ..., coefficient: _Optional[int] = ...) -> None: ...
+
 class StatShardRequest(_message.Message):
     __slots__ = ("epoch", "device_id", "shard")
     EPOCH_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,7 @@ from atoll.storage.messages import (
     ShardInfo,
 )
 from atoll.storage.service import (
+    METHOD_COMBINE_SHARDS,
     METHOD_DELETE_SHARD,
     METHOD_DEVICES,
     METHOD_GET_SHARD,
@@ -59,6 +60,7 @@ __all__ = [
     "ERROR_SHARD_NOT_FOUND",
     "ERROR_STALE_EPOCH",
     "ERROR_UNKNOWN_DEVICE",
+    "METHOD_COMBINE_SHARDS",
     "METHOD_DELETE_SHARD",
     "METHOD_DEVICES",
     "METHOD_GET_SHARD",

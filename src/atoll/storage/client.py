@@ -4,8 +4,9 @@ connection, for the gateway and the repairer. Does network I/O (through `RpcClie
 The service's application errors come back as the same typed errors the service
 raised (`errors.py`, mapped from their codes); transport failures stay `RpcError`s
 (`ConnectionLost`, `RpcTimeout`, `RpcRemoteError` for a transport code such as
-`too_many_streams`). `get_shard` checks every chunk's CRC-32C and offset as it
-arrives, so what it yields went from the disk to the caller verified end to end.
+`too_many_streams`). `get_shard` and `combine_shards` check every chunk's CRC-32C
+and offset as it arrives, so what they yield went from the disk to the caller
+verified end to end.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from atoll.storage.messages import (
     shard_id_to_proto,
 )
 from atoll.storage.service import (
+    METHOD_COMBINE_SHARDS,
     METHOD_DELETE_SHARD,
     METHOD_DEVICES,
     METHOD_GET_SHARD,
@@ -156,10 +158,62 @@ class StorageClient:
         )
         if length is not None:
             request.length = length
-        expected = offset
-        stream = self.rpc.stream(
-            METHOD_GET_SHARD, request.SerializeToString(), timeout_s=self.timeout_s
+        async for data in self._checked_stream(
+            METHOD_GET_SHARD,
+            request.SerializeToString(),
+            f"get_shard of {shard}",
+            device_id,
+            offset,
+            length,
+        ):
+            yield data
+
+    async def combine_shards(
+        self,
+        sources: Sequence[tuple[int, ShardId, int]],
+        *,
+        epoch: int,
+        offset: int,
+        length: int,
+    ) -> AsyncGenerator[memoryview, None]:
+        """Bytes `[offset, offset + length)` of the linear combination over GF(2^8) of
+        shards of one part on this node's devices (`sources`: (device id, shard,
+        coefficient 1..255) each): byte by byte, the sum of coefficient times shard
+        byte (`atoll.erasure.combine`). In order, as pieces of at most one block, each
+        checked against the CRC-32C the service computed for it; the service verified
+        every source block it used. A corrupt source block raises `ShardCorrupt`."""
+        request = storage_pb2.CombineShardsRequest(
+            epoch=epoch,
+            sources=[
+                storage_pb2.CombineSource(
+                    device_id=device_id, shard=shard_id_to_proto(shard), coefficient=coefficient
+                )
+                for device_id, shard, coefficient in sources
+            ],
+            offset=offset,
+            length=length,
         )
+        what = "combine_shards of " + ", ".join(str(shard) for _, shard, _ in sources)
+        device_id = sources[0][0] if sources else 0
+        async for data in self._checked_stream(
+            METHOD_COMBINE_SHARDS, request.SerializeToString(), what, device_id, offset, length
+        ):
+            yield data
+
+    async def _checked_stream(
+        self,
+        method: str,
+        request: bytes,
+        what: str,
+        device_id: int,
+        offset: int,
+        length: int | None,
+    ) -> AsyncGenerator[memoryview, None]:
+        """The payloads of a stream of `GetShardChunk`s from `offset`, each checked for
+        its offset (consecutive, none empty) and, across a network, its CRC-32C; the
+        stream must cover `length` bytes (when given)."""
+        expected = offset
+        stream = self.rpc.stream(method, request, timeout_s=self.timeout_s)
         try:
             async with contextlib.aclosing(stream):
                 async for reply in stream:
@@ -167,14 +221,14 @@ class StorageClient:
                     data = memoryview(reply.payload).cast("B")
                     if chunk.offset != expected or not data:
                         raise ProtocolError(
-                            f"get_shard of {shard}: a chunk of {len(data)} bytes at offset "
+                            f"{what}: a chunk of {len(data)} bytes at offset "
                             f"{chunk.offset}, expected one at {expected}",
                             device_id=device_id,
                         )
                     actual = chunk.crc32c if self.in_process else crc32c.crc32c(data)
                     if actual != chunk.crc32c:
                         raise ShardCorrupt(
-                            f"get_shard of {shard}: bytes received at shard offset "
+                            f"{what}: bytes received at shard offset "
                             f"{chunk.offset} fail their CRC-32C (damaged in transit)",
                             file=f"<stream from device {device_id}>",
                             offset=chunk.offset,
@@ -188,8 +242,7 @@ class StorageClient:
             _raise_remote(err)
         if length is not None and expected != offset + length:
             raise ProtocolError(
-                f"get_shard of {shard}: the stream ended at offset {expected}, "
-                f"expected {offset + length}",
+                f"{what}: the stream ended at offset {expected}, expected {offset + length}",
                 device_id=device_id,
             )
 

@@ -16,6 +16,10 @@ Methods (`rpc_handlers()` and `rpc_stream_handlers()`, to be served by the node'
   piece of one a range needs) per chunk, every block's CRC-32C verified before any of
   it is sent. A bad block ends the stream with `shard_corrupt`; the chunks before it
   were good, and no byte of the bad block is sent.
+- `storage.combine_shards` (server stream): the linear combination over GF(2^8) of
+  several shards of one part on this node's devices, a block (or piece) per chunk,
+  every source block verified first and the combination's CRC-32C computed (the
+  repair's partial sums; docs/formats/storage.md §4.4).
 - `storage.stat_shard`, `storage.list_pg`, `storage.delete_shard`, `storage.devices`.
 
 Every request but `storage.devices` carries the cluster-map epoch it was routed with;
@@ -40,6 +44,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import crc32c
+
+from atoll.erasure.codec import COMBINE_SOURCES_MAX, combine
 from atoll.erasure.errors import (
     ErasureError,
     HeaderFieldError,
@@ -60,7 +67,7 @@ from atoll.erasure.shard_format import (
 from atoll.proto import storage_pb2
 from atoll.rpc import Chunk, ClientStreamHandler, Handler, Reply
 from atoll.storage.capacity import Reservation
-from atoll.storage.devices import Device, DeviceConfig, StoredShard
+from atoll.storage.devices import Device, DeviceConfig, Piece, StoredShard
 from atoll.storage.errors import (
     FAULT_DEVICE,
     FAULT_FULL,
@@ -91,6 +98,7 @@ T = TypeVar("T")
 
 METHOD_PUT_SHARD = "storage.put_shard"
 METHOD_GET_SHARD = "storage.get_shard"
+METHOD_COMBINE_SHARDS = "storage.combine_shards"
 METHOD_STAT_SHARD = "storage.stat_shard"
 METHOD_LIST_PG = "storage.list_pg"
 METHOD_LIST_PGS = "storage.list_pgs"
@@ -259,6 +267,7 @@ class StorageService:
     def rpc_handlers(self) -> dict[str, Handler]:
         return {
             METHOD_GET_SHARD: self._get_shard,
+            METHOD_COMBINE_SHARDS: self._combine_shards,
             METHOD_STAT_SHARD: self._answering(self._stat_shard),
             METHOD_LIST_PG: self._answering(self._list_pg),
             METHOD_LIST_PGS: self._answering(self._list_pgs),
@@ -532,6 +541,20 @@ class StorageService:
     async def _read_range(
         self, device: Device, reader: ShardReader, offset: int, length: int | None
     ) -> AsyncIterator[Chunk]:
+        start, stop, batches = self._read_plan(device, reader, offset, length)
+        for batch, end in batches:
+            pieces = await self._io(
+                device, device.read_pieces_sync, reader, batch, end, start, stop
+            )
+            for piece in pieces:
+                yield _piece_chunk(piece)
+
+    def _read_plan(
+        self, device: Device, reader: ShardReader, offset: int, length: int | None
+    ) -> tuple[int, int, list[tuple[int, int]]]:
+        """The shard data range `[start, stop)` a read of `length` bytes (None: to the
+        end) from `offset` covers, and the block ranges `[batch, end)` it reads, about
+        `read_batch_bytes` each; `invalid_argument` past the shard's data."""
         layout = reader.layout
         total = layout.shard_data_bytes(reader.header.data_length)
         if length is None:
@@ -543,18 +566,104 @@ class StorageService:
                 device_id=device.id,
             )
         if length == 0:
-            return
+            return offset, offset, []
         full = layout.full_shard_bytes
         per_batch = max(1, self.config.read_batch_bytes // (full + CRC_BYTES))
         first, last = offset // full, (offset + length - 1) // full
-        for batch in range(first, last + 1, per_batch):
-            end = min(last + 1, batch + per_batch)
-            pieces = await self._io(
-                device, device.read_pieces_sync, reader, batch, end, offset, offset + length
-            )
-            for piece in pieces:
-                chunk = storage_pb2.GetShardChunk(offset=piece.offset, crc32c=piece.crc32c)
-                yield chunk.SerializeToString(), piece.data
+        batches = [
+            (batch, min(last + 1, batch + per_batch)) for batch in range(first, last + 1, per_batch)
+        ]
+        return offset, offset + length, batches
+
+    # -- combine_shards --------------------------------------------------------------------
+
+    async def _combine_shards(
+        self, message: bytes, payload: bytes | memoryview
+    ) -> AsyncIterator[Chunk]:
+        try:
+            request = parse(storage_pb2.CombineShardsRequest, message, "combine_shards request")
+            sources = self._combine_sources(request)
+        except StorageError as err:
+            raise handler_error(err) from err
+        return self._combine_stream(sources, request.offset, request.length)
+
+    def _combine_sources(
+        self, request: storage_pb2.CombineShardsRequest
+    ) -> list[tuple[Device, ShardId, int]]:
+        """The request's (device, shard, coefficient)s, checked: 1 to
+        `COMBINE_SOURCES_MAX` distinct shards of one part, coefficients 1..255, every
+        device this node's and the epoch accepted for the part's pool."""
+        count = len(request.sources)
+        if not 1 <= count <= COMBINE_SOURCES_MAX:
+            raise InvalidArgument(f"combine_shards: {count} sources (1..{COMBINE_SOURCES_MAX})")
+        parsed: list[tuple[int, ShardId, int]] = []
+        for source in request.sources:
+            shard = _checked_shard(source.shard)
+            if not 1 <= source.coefficient <= 255:
+                raise InvalidArgument(
+                    f"combine_shards: coefficient {source.coefficient} of {shard} not in 1..255",
+                    device_id=source.device_id,
+                )
+            parsed.append((source.device_id, shard, source.coefficient))
+        parts = {dataclasses.replace(shard, shard_index=0) for _, shard, _ in parsed}
+        if len(parts) != 1 or len({shard.shard_index for _, shard, _ in parsed}) != count:
+            raise InvalidArgument("combine_shards: the sources are not distinct shards of one part")
+        return [
+            (self._device(device_id, request.epoch, shard.pool_id), shard, coefficient)
+            for device_id, shard, coefficient in parsed
+        ]
+
+    async def _combine_stream(
+        self, sources: list[tuple[Device, ShardId, int]], offset: int, length: int
+    ) -> AsyncIterator[Chunk]:
+        readers: list[ShardReader] = []
+        try:
+            try:
+                for device, shard, _ in sources:
+                    readers.append(await self._io(device, device.open_reader_sync, shard))
+                first = readers[0]
+                for reader in readers[1:]:
+                    if (
+                        reader.layout != first.layout
+                        or reader.header.data_length != first.header.data_length
+                    ):
+                        raise InvalidArgument(
+                            f"combine_shards: {reader.path} and {first.path} differ in layout"
+                            " or data length: not shards of one upload",
+                            device_id=sources[0][0].id,
+                        )
+                start, stop, batches = self._read_plan(sources[0][0], first, offset, length)
+                coefficients = bytes(c for _, _, c in sources)
+                for batch, end in batches:
+                    results = await asyncio.gather(
+                        *(
+                            self._io(device, device.read_pieces_sync, r, batch, end, start, stop)
+                            for (device, _, _), r in zip(sources, readers, strict=True)
+                        ),
+                        return_exceptions=True,  # no read may outlive its reader
+                    )
+                    for result in results:
+                        if isinstance(result, BaseException):
+                            raise result
+                    combined = await self._compute(_combine_pieces, coefficients, results)
+                    for piece in combined:
+                        yield _piece_chunk(piece)
+            finally:
+                for reader in readers:
+                    reader.close()
+        except StorageError as err:
+            raise handler_error(err) from err
+
+    async def _compute(self, fn: Callable[..., T], *args: Any) -> T:
+        """CPU work (no device I/O) in the service's pool."""
+        executor = self._executor
+        if executor is None:
+            raise StorageError("the storage service is not started")
+        future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        try:
+            return await _run_to_end(future)
+        except ErasureError as err:
+            raise InvalidArgument(f"{type(err).__name__}: {err}") from err
 
     # -- stat, list, delete, devices -----------------------------------------------------
 
@@ -688,6 +797,21 @@ class _WriteBehind:
                 await asyncio.wait([running])
         if not running.cancelled():
             running.exception()  # retrieved: an earlier error is being raised
+
+
+def _piece_chunk(piece: Piece) -> Chunk:
+    chunk = storage_pb2.GetShardChunk(offset=piece.offset, crc32c=piece.crc32c)
+    return chunk.SerializeToString(), piece.data
+
+
+def _combine_pieces(coefficients: bytes, sources: list[list[Piece]]) -> list[Piece]:
+    """Piece by piece, the combination of the sources' pieces (of equal offsets and
+    lengths: shards of one part read over one range), with its CRC-32C (thread)."""
+    out = []
+    for pieces in zip(*sources, strict=True):
+        data = combine(coefficients, [p.data for p in pieces])
+        out.append(Piece(pieces[0].offset, memoryview(data), crc32c.crc32c(data)))
+    return out
 
 
 def _add_listed(

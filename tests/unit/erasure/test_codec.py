@@ -14,7 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyeclib.ec_iface import ECDriver
 
-from atoll.erasure.codec import DECODE_TABLES_CACHED_MAX, Codec, StripeCodec, load_isal
+from atoll.erasure.codec import (
+    COMBINE_SOURCES_MAX,
+    DECODE_TABLES_CACHED_MAX,
+    Codec,
+    StripeCodec,
+    combine,
+    load_isal,
+)
 from atoll.erasure.errors import (
     CodecUnavailable,
     InvalidRange,
@@ -159,6 +166,64 @@ def test_every_missing_shard_is_rebuilt_from_any_k(k: int, m: int) -> None:
         for index in missing:
             (one,) = codec.reconstruct({i: shards[i] for i in subset}, stripe_length, [index])
             assert bytes(one) == shards[index]
+
+
+def reference_combination(coefficients: bytes, sources: list[bytes]) -> bytes:
+    acc = np.zeros(len(sources[0]), dtype=np.uint8)
+    for coefficient, source in zip(coefficients, sources, strict=True):
+        acc ^= MUL[coefficient][np.frombuffer(source, dtype=np.uint8)]
+    return acc.tobytes()
+
+
+@pytest.mark.parametrize(("k", "m"), [p for p in PROFILES if p[1] > 0])
+def test_a_missing_shard_is_the_sum_of_partial_combinations(k: int, m: int) -> None:
+    """The repair's pre-combination: each node combines the survivors it holds by
+    their decode coefficients, the rebuilder sums the partial results; for every
+    survivor set, every missing shard, and a split of the survivors in two."""
+    layout = StripeLayout(k, m, BLOCK)
+    codec = StripeCodec(layout)
+    stripe = random_bytes(random.Random(k * 11 + m), BLOCK - 5)
+    shards = [bytes(s) for s in codec.encode(stripe)]
+    for subset in itertools.combinations(range(k + m), k):
+        for wanted in (i for i in range(k + m) if i not in subset):
+            row = codec.codec.decode_rows(subset, (wanted,))
+            assert len(row) == k
+            assert reference_combination(row, [shards[i] for i in subset]) == shards[wanted]
+            cut = len(subset) // 2 or 1
+            halves = [range(cut), range(cut, k)] if cut < k else [range(k)]
+            partials = [
+                bytes(combine(bytes(row[j] for j in half), [shards[subset[j]] for j in half]))
+                for half in halves
+            ]
+            total = combine(bytes([1] * len(partials)), partials)
+            assert bytes(total) == shards[wanted], (subset, wanted)
+
+
+def test_combine_matches_the_reference_and_writes_into_a_given_buffer() -> None:
+    rng = random.Random(5)
+    sources = [random_bytes(rng, 777) for _ in range(5)]
+    coefficients = bytes([0, 1, 2, 0x8E, 255])
+    out = bytearray(800)
+    assert combine(coefficients, [memoryview(s) for s in sources], out) is out
+    assert bytes(out[:777]) == reference_combination(coefficients, sources)
+    assert combine(b"\x07", [b""]) == bytearray()
+
+
+def test_combine_refuses_bad_shapes() -> None:
+    with pytest.raises(InvalidRange):
+        combine(b"\x01\x02", [b"ab"])
+    with pytest.raises(InvalidRange):
+        combine(b"", [])
+    with pytest.raises(InvalidRange):
+        combine(bytes(COMBINE_SOURCES_MAX + 1), [b"a"] * (COMBINE_SOURCES_MAX + 1))
+    with pytest.raises(ShardLengthError):
+        combine(b"\x01\x01", [b"ab", b"abc"])
+    with pytest.raises(ShardLengthError):
+        combine(b"\x01", [b"abc"], bytearray(2))
+    with pytest.raises(InvalidRange):
+        Codec(4, 2).decode_rows((0, 1, 2), (3,))
+    with pytest.raises(InvalidRange):
+        Codec(4, 2).decode_rows((1, 0, 2, 3), (4,))
 
 
 @settings(max_examples=150, deadline=None)

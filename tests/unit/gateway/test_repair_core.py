@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from collections.abc import Awaitable, Callable
 
 import pytest
 
+from atoll.erasure import StripeCodec, StripeLayout, combine
+from atoll.gateway.datapath import PartTarget
 from atoll.gateway.repair import (
     TABLES_POLL_S,
     TABLES_WAIT_S,
@@ -20,9 +23,11 @@ from atoll.gateway.repair import (
     Repairer,
     TokenBucket,
     select_work,
+    sum_partials,
 )
 from atoll.meta.cluster_map import (
     DEVICE_IN,
+    NODE_DOWN,
     NODE_UP,
     ClusterMap,
     DeviceRecord,
@@ -308,3 +313,82 @@ def test_a_pass_waits_for_a_pending_table_only_so_long() -> None:
     # The pass still runs, after TABLES_WAIT_S of waiting.
     assert repairer.checked_epoch == 5
     assert waits[:-1] == [TABLES_POLL_S] * round(TABLES_WAIT_S / TABLES_POLL_S)
+
+
+# -- rebuilding from partial sums -----------------------------------------------------------
+
+
+def _three_nodes(down: int | None = None) -> ClusterMap:
+    """Nodes 1-3 (node `down` down), two devices each: devices 10+node and 20+node."""
+    nodes = {
+        n: NodeRecord(n, f"127.0.0.1:{n}", "", "", "", NODE_DOWN if n == down else NODE_UP, True)
+        for n in (1, 2, 3)
+    }
+    devices = {
+        d: DeviceRecord(d, d % 10, f"/d{d}", 1 << 30, DEVICE_IN)
+        for n in (1, 2, 3)
+        for d in (10 + n, 20 + n)
+    }
+    return ClusterMap(epoch=9, nodes=nodes, devices=devices)
+
+
+def _plan(
+    m: ClusterMap, members: tuple[int, ...], position: int
+) -> list[tuple[int, list[tuple[int, ShardId, int]]]] | None:
+    """The reads planned by the repairer of the node holding `position`."""
+
+    async def body() -> list[tuple[int, list[tuple[int, ShardId, int]]]] | None:
+        repairer = Repairer(
+            m.devices[members[position]].node_id,
+            _Devices(lambda: None),
+            LocalClient({}),
+            RpcPool(),
+            _NoIndex(),
+            lambda: m,
+            clock=lambda: 0.0,
+            wall_clock=lambda: 0.0,
+            sleep=asyncio.sleep,
+            config=RepairConfig(),
+        )
+        target = PartTarget(1, 4, 2, 7, members, m.epoch, "b", "k", "v1", 0, 4096)
+        sources = [i for i in range(6) if i != position]
+        return repairer._combination(m, target, sources, position)
+
+    return asyncio.run(body())
+
+
+@pytest.mark.parametrize("position", range(6))
+def test_a_rebuild_reads_one_stream_per_node_and_the_sum_is_the_lost_shard(position: int) -> None:
+    """A 4+2 PG on three nodes of two devices: the node of `position` rebuilds it
+    from its own other device (read as it is), the partial sum of two sources on
+    another node (coefficient 1) and one shard of the third node; summing what those
+    reads would return gives the lost shard back."""
+    members = (11, 12, 13, 21, 22, 23)  # position i on node (i % 3) + 1
+    m = _three_nodes()
+    reads = _plan(m, members, position)
+    assert reads is not None
+    node_of = {i: members[i] % 10 for i in range(6)}
+    here = node_of[position]
+    local = [group for _, group in reads if node_of[members.index(group[0][0])] == here]
+    assert len(local) == 1 and len(local[0]) == 1  # this node's own source, alone
+    combined = [group for c, group in reads if len(group) > 1]
+    assert len(combined) == 1 and all(c == 1 for c, g in reads if len(g) > 1)
+    assert len({node_of[members.index(d)] for d, _, _ in combined[0]}) == 1
+    assert sum(len(group) for _, group in reads) == 4  # k sources, 3 streams
+    assert len(reads) == 3
+
+    layout = StripeLayout(4, 2, 4096)
+    shards = [bytes(s) for s in StripeCodec(layout).encode(random.Random(position).randbytes(4000))]
+
+    def served(group: list[tuple[int, ShardId, int]]) -> memoryview:
+        data = [shards[shard.shard_index] for _, shard, _ in group]
+        return memoryview(combine(bytes(c for _, _, c in group), data))
+
+    partials = [[served(group)] for _, group in reads]
+    (rebuilt,) = sum_partials(bytes(c for c, _ in reads), partials)
+    assert bytes(rebuilt) == shards[position]
+
+
+def test_a_rebuild_with_a_source_on_a_node_that_is_not_up_reads_whole_shards() -> None:
+    members = (11, 12, 13, 21, 22, 23)
+    assert _plan(_three_nodes(down=3), members, 0) is None

@@ -25,6 +25,7 @@ the script starts is stopped at the end, on failure and on Ctrl-C or SIGTERM too
 
     python bench/repair.py [--gib 3] [--down-after 5] [--out-after 20] [--victim 4]
     python bench/repair.py --quick          # 0.3 GiB, short windows: a smoke run
+    python bench/repair.py --only unthrottled --shards-max 6 --pgs-max 4  # its concurrency
     python bench/repair.py --report-only bench/results/repair.json  # rewrite repair.md
 """
 
@@ -657,8 +658,8 @@ def settings_for(args: argparse.Namespace, rate: int | None) -> list[str]:
         # Rate limits off: no byte rate, and as many shards at once as help.
         settings += [
             f"repair_bytes_per_s={rate}",
-            f"repair_shards_max={UNTHROTTLED_SHARDS}",
-            f"repair_pgs_max={UNTHROTTLED_PGS}",
+            f"repair_shards_max={args.shards_max}",
+            f"repair_pgs_max={args.pgs_max}",
         ]
     return settings
 
@@ -876,6 +877,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="the JSON (default bench/results/repair.json)")
     parser.add_argument("--report-only", type=Path, help="rewrite the report from this JSON")
     parser.add_argument("--only", choices=[name for name, _, _ in RUNS], help="one run only")
+    parser.add_argument(
+        "--shards-max",
+        type=int,
+        default=UNTHROTTLED_SHARDS,
+        help="repair_shards_max of the unthrottled run",
+    )
+    parser.add_argument(
+        "--pgs-max", type=int, default=UNTHROTTLED_PGS, help="repair_pgs_max of the unthrottled run"
+    )
     parser.add_argument(
         "--profile", type=Path, help=f"py-spy the survivors for {PROFILE_S} s from out, into DIR"
     )

@@ -49,6 +49,7 @@ from atoll.storage import (
 )
 from atoll.storage.messages import shard_id_to_proto
 from page_cache import droppable_dir, resident_pages
+from shard_helpers import encode, flip_bit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -117,16 +118,6 @@ def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 def device_dirs(tmp_path: Path, count: int) -> dict[int, Path]:
     return {i: tmp_path / f"disk{i}" for i in range(count)}
-
-
-def encode(data: bytes, layout: StripeLayout) -> list[list[bytes]]:
-    """blocks[i][j]: shard i of stripe j, as a gateway makes them."""
-    codec = StripeCodec(layout)
-    blocks: list[list[bytes]] = [[] for _ in range(layout.n)]
-    for start in range(0, len(data), layout.block_size):
-        for i, shard in enumerate(codec.encode(data[start : start + layout.block_size])):
-            blocks[i].append(bytes(shard))
-    return blocks
 
 
 def decode(shards: dict[int, bytes], layout: StripeLayout, data_length: int) -> bytes:
@@ -460,14 +451,6 @@ def test_combine_shards_refuses_bad_sources_and_corrupt_blocks(tmp_path: Path) -
 
 
 # -- corruption --------------------------------------------------------------------------------
-
-
-def flip_bit(path: Path, offset: int) -> None:
-    with path.open("r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)[0]
-        f.seek(offset)
-        f.write(bytes([byte ^ 0x10]))
 
 
 def test_a_flipped_bit_is_shard_corrupt_and_no_bad_byte_is_delivered(tmp_path: Path) -> None:

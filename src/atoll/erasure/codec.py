@@ -349,7 +349,7 @@ class Codec:
 
 
 COMBINE_SOURCES_MAX = 255
-"""Most buffers one `combine` call sums (ISA-L's limit on sources per call)."""
+"""Most buffers one `combine` call sums (a bound of ours: a repair sums at most k + m)."""
 
 
 def combine(

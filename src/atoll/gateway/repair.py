@@ -18,7 +18,7 @@ A **pass** (`Repairer.pass_once`) takes the node's current map and:
 5. For each PG (at most `pgs_max` at once), and each part missing at a local
    position, or named there by a repair record, and still referenced by the index
    (`gc.is_referenced`): rebuilds the position's shard a window at a time from k
-   other shards, one stream per node: a node holding several sends their partial
+   other shards, one stream per other node: a node holding several sends their partial
    sum (`storage.combine_shards`), the others' shards come as they are, and a
    worker thread adds them up by their decode coefficients (`sum_partials`; if a
    partial-sum read fails, whole shards through `DataPath.fetch` and
@@ -804,19 +804,19 @@ class Repairer:
         device_id = listing.members[position]
         loop = asyncio.get_running_loop()
 
-        groups = self._combination(m, target, sources, position)
+        reads = self._combination(m, target, sources, position)
 
         async def build(window: range) -> list[ReadableBuffer]:
-            nonlocal groups
-            if groups is not None:
+            nonlocal reads
+            if reads is not None:
                 try:
                     partials = await self._partials(
                         m,
-                        groups,
+                        reads,
                         window.start * layout.full_shard_bytes,
                         window_blocks(layout, size, window),
                     )
-                    coefficients = bytes(c for c, _ in groups)
+                    coefficients = bytes(c for c, _ in reads)
                     return await loop.run_in_executor(None, sum_partials, coefficients, partials)
                 except _ERRORS as err:
                     log.warning(
@@ -824,7 +824,7 @@ class Repairer:
                         target.shard(position),
                         err,
                     )
-                    groups = None
+                    reads = None
             shards = await self._data.fetch(
                 target, size, window, sources, follow_map=False, prefer_local=True
             )
@@ -880,19 +880,19 @@ class Repairer:
     def _combination(
         self, m: ClusterMap, target: PartTarget, sources: Sequence[int], position: int
     ) -> list[_Read] | None:
-        """How to rebuild shard `position` of `target` with one stream per node: k of
+        """How to rebuild shard `position` of `target` with one stream per other node: k of
         the `sources` (shard indexes), this node's first, then those of the nodes
         holding the most, each with its coefficient in the rebuilt shard
         (`Codec.decode_rows`). Another node holding several of them sends their
         combination (`storage.combine_shards`), which enters the sum with coefficient
         1; a shard alone on its node, and this node's own, are read as they are and
-        enter with their coefficient. None when a source's device is not readable."""
+        enter with their coefficient. Sources whose device the map says cannot serve
+        are left out; None when fewer than k are left."""
         by_node: dict[int, list[int]] = {}
         for index in sources:
             device = m.devices.get(target.members[index])
-            if device is None or not self._data.readable(device.id):
-                return None
-            by_node.setdefault(device.node_id, []).append(index)
+            if device is not None and self._data.readable(device.id):
+                by_node.setdefault(device.node_id, []).append(index)
         order = sorted(by_node, key=lambda node: (node != self.node_id, -len(by_node[node]), node))
         chosen = [i for node in order for i in sorted(by_node[node])][: target.k]
         if len(chosen) < target.k:

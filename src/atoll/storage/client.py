@@ -5,8 +5,9 @@ The service's application errors come back as the same typed errors the service
 raised (`errors.py`, mapped from their codes); transport failures stay `RpcError`s
 (`ConnectionLost`, `RpcTimeout`, `RpcRemoteError` for a transport code such as
 `too_many_streams`). `get_shard` and `combine_shards` check every chunk's CRC-32C
-and offset as it arrives, so what they yield went from the disk to the caller
-verified end to end.
+and offset as it arrives: what `get_shard` yields went from the disk to the caller
+verified end to end; what `combine_shards` yields was verified from the service's
+combination on (the service verified the source blocks it combined).
 """
 
 from __future__ import annotations
@@ -158,15 +159,17 @@ class StorageClient:
         )
         if length is not None:
             request.length = length
-        async for data in self._checked_stream(
+        stream = self._checked_stream(
             METHOD_GET_SHARD,
             request.SerializeToString(),
             f"get_shard of {shard}",
             device_id,
             offset,
             length,
-        ):
-            yield data
+        )
+        async with contextlib.aclosing(stream):  # closed at once if this one is
+            async for data in stream:
+                yield data
 
     async def combine_shards(
         self,
@@ -195,10 +198,12 @@ class StorageClient:
         )
         what = "combine_shards of " + ", ".join(str(shard) for _, shard, _ in sources)
         device_id = sources[0][0] if sources else 0
-        async for data in self._checked_stream(
+        stream = self._checked_stream(
             METHOD_COMBINE_SHARDS, request.SerializeToString(), what, device_id, offset, length
-        ):
-            yield data
+        )
+        async with contextlib.aclosing(stream):  # closed at once if this one is
+            async for data in stream:
+                yield data
 
     async def _checked_stream(
         self,

@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 
 import crc32c
 
+from atoll.base.errors import invariant
 from atoll.erasure.codec import COMBINE_SOURCES_MAX, combine
 from atoll.erasure.errors import (
     ErasureError,
@@ -541,7 +542,9 @@ class StorageService:
     async def _read_range(
         self, device: Device, reader: ShardReader, offset: int, length: int | None
     ) -> AsyncIterator[Chunk]:
-        start, stop, batches = self._read_plan(device, reader, offset, length)
+        start, stop, batches = self._read_plan(
+            device, reader, offset, length, self.config.read_batch_bytes
+        )
         for batch, end in batches:
             pieces = await self._io(
                 device, device.read_pieces_sync, reader, batch, end, start, stop
@@ -549,12 +552,14 @@ class StorageService:
             for piece in pieces:
                 yield _piece_chunk(piece)
 
+    @staticmethod
     def _read_plan(
-        self, device: Device, reader: ShardReader, offset: int, length: int | None
+        device: Device, reader: ShardReader, offset: int, length: int | None, batch_bytes: int
     ) -> tuple[int, int, list[tuple[int, int]]]:
         """The shard data range `[start, stop)` a read of `length` bytes (None: to the
         end) from `offset` covers, and the block ranges `[batch, end)` it reads, about
-        `read_batch_bytes` each; `invalid_argument` past the shard's data."""
+        `batch_bytes` each (at least a block); `invalid_argument` past the shard's
+        data."""
         layout = reader.layout
         total = layout.shard_data_bytes(reader.header.data_length)
         if length is None:
@@ -568,7 +573,7 @@ class StorageService:
         if length == 0:
             return offset, offset, []
         full = layout.full_shard_bytes
-        per_batch = max(1, self.config.read_batch_bytes // (full + CRC_BYTES))
+        per_batch = max(1, batch_bytes // (full + CRC_BYTES))
         first, last = offset // full, (offset + length - 1) // full
         batches = [
             (batch, min(last + 1, batch + per_batch)) for batch in range(first, last + 1, per_batch)
@@ -607,7 +612,10 @@ class StorageService:
             parsed.append((source.device_id, shard, source.coefficient))
         parts = {dataclasses.replace(shard, shard_index=0) for _, shard, _ in parsed}
         if len(parts) != 1 or len({shard.shard_index for _, shard, _ in parsed}) != count:
-            raise InvalidArgument("combine_shards: the sources are not distinct shards of one part")
+            names = ", ".join(str(shard) for _, shard, _ in parsed)
+            raise InvalidArgument(
+                f"combine_shards: the sources are not distinct shards of one part: {names}"
+            )
         return [
             (self._device(device_id, request.epoch, shard.pool_id), shard, coefficient)
             for device_id, shard, coefficient in parsed
@@ -632,7 +640,14 @@ class StorageService:
                             " or data length: not shards of one upload",
                             device_id=sources[0][0].id,
                         )
-                start, stop, batches = self._read_plan(sources[0][0], first, offset, length)
+                # `read_batch_bytes` over all the sources, not per source.
+                start, stop, batches = self._read_plan(
+                    sources[0][0],
+                    first,
+                    offset,
+                    length,
+                    self.config.read_batch_bytes // len(sources),
+                )
                 coefficients = bytes(c for _, _, c in sources)
                 for batch, end in batches:
                     results = await asyncio.gather(
@@ -646,6 +661,7 @@ class StorageService:
                         if isinstance(result, BaseException):
                             raise result
                     combined = await self._compute(_combine_pieces, coefficients, results)
+                    del results  # held no longer than the combination needs them
                     for piece in combined:
                         yield _piece_chunk(piece)
             finally:
@@ -662,8 +678,8 @@ class StorageService:
         future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         try:
             return await _run_to_end(future)
-        except ErasureError as err:
-            raise InvalidArgument(f"{type(err).__name__}: {err}") from err
+        except ErasureError as err:  # a bug here: the arguments were checked
+            raise StorageError(f"{type(err).__name__}: {err}") from err
 
     # -- stat, list, delete, devices -----------------------------------------------------
 
@@ -808,7 +824,12 @@ def _combine_pieces(coefficients: bytes, sources: list[list[Piece]]) -> list[Pie
     """Piece by piece, the combination of the sources' pieces (of equal offsets and
     lengths: shards of one part read over one range), with its CRC-32C (thread)."""
     out = []
+    invariant(len({len(pieces) for pieces in sources}) == 1, "sources cut into unequal pieces")
     for pieces in zip(*sources, strict=True):
+        invariant(
+            len({(p.offset, len(p.data)) for p in pieces}) == 1,
+            f"pieces at {[(p.offset, len(p.data)) for p in pieces]} combined",
+        )
         data = combine(coefficients, [p.data for p in pieces])
         out.append(Piece(pieces[0].offset, memoryview(data), crc32c.crc32c(data)))
     return out

@@ -40,6 +40,7 @@ from atoll.objects.manifest import RepairRecord
 from atoll.rpc import LocalClient, RpcPool
 from atoll.storage.layout import ShardId
 from atoll.storage.messages import DeviceInfo, ShardInfo
+from shard_helpers import NoIndex
 
 A: PartRef = ("b", "a", "v1", 0)
 B: PartRef = ("b", "b", "v2", 0)
@@ -239,7 +240,7 @@ def _run_to_stop(
             devices,
             LocalClient({}),
             RpcPool(),
-            _NoIndex(),
+            NoIndex(),
             cluster_map,
             clock=lambda: 0.0,
             wall_clock=lambda: 0.0,
@@ -259,19 +260,6 @@ def _pending_table_map() -> ClusterMap:
     pool = PoolRecord(1, "standard", 2, 1, 4, "device", "STANDARD")
     devices = {i: DeviceRecord(i, 1, f"/d{i}", 1 << 30, DEVICE_IN) for i in (1, 2, 3)}
     return ClusterMap(epoch=5, nodes={1: node}, devices=devices, pools={1: pool})
-
-
-class _NoIndex:
-    async def get(self, key: bytes, serializable: bool = False) -> bytes | None:
-        return None
-
-    async def scan(
-        self, start: bytes, end: bytes | None = None, limit: int = 1000
-    ) -> tuple[list[tuple[bytes, bytes]], bool]:
-        return [], False
-
-    async def cas(self, key: bytes, expected: bytes | None, new: bytes | None) -> bool:
-        return False
 
 
 def test_a_pass_waits_for_the_pg_table_a_map_change_calls_for() -> None:
@@ -318,15 +306,16 @@ def test_a_pass_waits_for_a_pending_table_only_so_long() -> None:
 # -- rebuilding from partial sums -----------------------------------------------------------
 
 
-def _three_nodes(down: int | None = None) -> ClusterMap:
-    """Nodes 1-3 (node `down` down), two devices each: devices 10+node and 20+node."""
+def _nodes(count: int = 3, down: int | None = None) -> ClusterMap:
+    """Nodes 1..count (node `down` down), two devices each: devices 10+node and 20+node."""
+    numbers = range(1, count + 1)
     nodes = {
         n: NodeRecord(n, f"127.0.0.1:{n}", "", "", "", NODE_DOWN if n == down else NODE_UP, True)
-        for n in (1, 2, 3)
+        for n in numbers
     }
     devices = {
         d: DeviceRecord(d, d % 10, f"/d{d}", 1 << 30, DEVICE_IN)
-        for n in (1, 2, 3)
+        for n in numbers
         for d in (10 + n, 20 + n)
     }
     return ClusterMap(epoch=9, nodes=nodes, devices=devices)
@@ -343,7 +332,7 @@ def _plan(
             _Devices(lambda: None),
             LocalClient({}),
             RpcPool(),
-            _NoIndex(),
+            NoIndex(),
             lambda: m,
             clock=lambda: 0.0,
             wall_clock=lambda: 0.0,
@@ -364,7 +353,7 @@ def test_a_rebuild_reads_one_stream_per_node_and_the_sum_is_the_lost_shard(posit
     another node (coefficient 1) and one shard of the third node; summing what those
     reads would return gives the lost shard back."""
     members = (11, 12, 13, 21, 22, 23)  # position i on node (i % 3) + 1
-    m = _three_nodes()
+    m = _nodes()
     reads = _plan(m, members, position)
     assert reads is not None
     node_of = {i: members[i] % 10 for i in range(6)}
@@ -389,6 +378,12 @@ def test_a_rebuild_reads_one_stream_per_node_and_the_sum_is_the_lost_shard(posit
     assert bytes(rebuilt) == shards[position]
 
 
-def test_a_rebuild_with_a_source_on_a_node_that_is_not_up_reads_whole_shards() -> None:
-    members = (11, 12, 13, 21, 22, 23)
-    assert _plan(_three_nodes(down=3), members, 0) is None
+def test_a_rebuild_leaves_out_sources_on_a_node_that_is_not_up() -> None:
+    # Four nodes, node 4 down: its one source is left out, four remain.
+    reads = _plan(_nodes(4, down=4), (11, 12, 13, 21, 22, 14), 0)
+    assert reads is not None
+    used = sorted(shard.shard_index for _, group in reads for _, shard, _ in group)
+    assert used == [1, 2, 3, 4]
+    # Three nodes, node 3 down: three sources left, fewer than k: no plan (the
+    # rebuild then reads whole shards, and fails for want of k).
+    assert _plan(_nodes(3, down=3), (11, 12, 13, 21, 22, 23), 0) is None

@@ -23,7 +23,8 @@ import pytest
 from atoll.erasure.shard_format import CRC_BYTES, ShardHeader, encode_header
 from atoll.erasure.stripe import StripeLayout
 from atoll.gateway.datapath import READ_WINDOW_BYTES
-from atoll.gateway.repair import PassStats, PgListing, RepairConfig, Repairer
+from atoll.gateway.repair import PassStats, RepairConfig, Repairer
+from atoll.gateway.repair_core import PgListing
 from atoll.meta.cluster_map import DEVICE_IN, NODE_UP, ClusterMap, DeviceRecord, NodeRecord
 from atoll.rpc import LocalClient, RpcPool, RpcServer
 from atoll.storage import (

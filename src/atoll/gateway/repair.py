@@ -38,8 +38,10 @@ The pass ends with a report (`report`, sent in heartbeats): the map epoch it che
 the PGs it could not complete, the bytes still to rebuild and the rate. The meta
 leader judges PG health from the reports (`atoll.meta.health`).
 
-Pure core: `PgListing` (what each position holds, what is missing, how endangered),
-`TokenBucket`, `RateMeter`. Clocks and sleep are injected (shared/STYLE.md §2).
+The pure core is `repair_core`: `PgListing` (what each position holds, what is
+missing, how endangered), `select_work`, `plan_reads` and `sum_partials` (the
+partial-sum rebuild), `TokenBucket`, `RateMeter`. Clocks and sleep are injected
+(shared/STYLE.md §2).
 """
 
 from __future__ import annotations
@@ -47,13 +49,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
-from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
-from atoll.erasure import Codec, StripeLayout, combine
+from atoll.erasure import StripeLayout
 from atoll.erasure.stripe import ReadableBuffer
 from atoll.gateway.datapath import (
     DataPath,
@@ -65,6 +65,20 @@ from atoll.gateway.datapath import (
 )
 from atoll.gateway.errors import ServiceUnavailable
 from atoll.gateway.gc import References, is_referenced, read_references
+from atoll.gateway.repair_core import (
+    Group,
+    PartRef,
+    PgListing,
+    RateMeter,
+    Read,
+    Record,
+    TokenBucket,
+    forced_positions,
+    part_of,
+    plan_reads,
+    select_work,
+    sum_partials,
+)
 from atoll.kv.errors import KvError
 from atoll.meta.cluster_map import NODE_DRAINING, NODE_UP, ClusterMap, in_service
 from atoll.objects.errors import ObjectsError
@@ -80,13 +94,9 @@ from atoll.proto import meta_pb2
 from atoll.rpc import RpcCaller, RpcError, RpcPool
 from atoll.storage import StorageClient
 from atoll.storage.errors import ProtocolError, StaleEpoch, StorageError
-from atoll.storage.layout import ShardId
 from atoll.storage.messages import DeviceInfo, ReadCache, ShardInfo
 
 log = logging.getLogger("atoll.gateway.repair")
-
-PartRef = tuple[str, str, str, int]
-"""An object part a shard file belongs to: bucket, key, version id, part number."""
 
 RECORDS_PER_PASS_MAX = 100_000
 """Repair records read per pass (a backlog past this is read by later passes)."""
@@ -130,108 +140,6 @@ class RepairConfig:
             raise ValueError(f"repair: list_concurrency {self.list_concurrency} not in 1..64")
 
 
-# -- the pure core ------------------------------------------------------------------------
-
-
-def part_of(shard: ShardId) -> PartRef:
-    return (shard.bucket, shard.key, shard.version_id, shard.part_number)
-
-
-@dataclasses.dataclass
-class PgListing:
-    """What each position of one PG holds: `held[i]` maps each part whose shard `i`
-    is on member `i`'s device (header and size valid) to its `ShardInfo`, or is None
-    when that device could not be listed. `unlisted` are the positions that could not
-    be listed although their node is up (a refused epoch, a timeout): what they hold
-    is unknown, so the PG cannot be verified from this listing."""
-
-    pool_id: int
-    pg: int
-    k: int
-    m: int
-    members: tuple[int, ...]
-    held: list[dict[PartRef, ShardInfo] | None]
-    unlisted: frozenset[int] = frozenset()
-    former: dict[PartRef, dict[int, int]] | None = None  # found when needed (Repairer)
-
-    @property
-    def complete(self) -> bool:
-        """Every member whose node is up was listed."""
-        return not self.unlisted
-
-    def parts(self) -> dict[PartRef, ShardInfo]:
-        """Every part any position holds, with one of its shards' info."""
-        out: dict[PartRef, ShardInfo] = {}
-        for held in self.held:
-            if held is not None:
-                for part, info in held.items():
-                    out.setdefault(part, info)
-        return out
-
-    def holders(self, part: PartRef) -> list[int]:
-        return [i for i, held in enumerate(self.held) if held is not None and part in held]
-
-    def endangerment(self) -> int:
-        """Shards of the PG's worst-off part still held (k + m when it has no part):
-        the lower, the sooner its repair."""
-        counts = [len(self.holders(part)) for part in self.parts()]
-        return min(counts, default=self.k + self.m)
-
-    def missing(
-        self, positions: Iterable[int], forced: Mapping[PartRef, frozenset[int]]
-    ) -> list[tuple[PartRef, int]]:
-        """(part, position) to rebuild among `positions`: a part some position holds
-        and this one does not, or a part a repair record names at this position
-        (`forced`: what is there may be an older write under the same name)."""
-        parts = self.parts()
-        every = sorted(set(parts) | set(forced))
-        out: list[tuple[PartRef, int]] = []
-        for i in sorted(positions):
-            held = self.held[i] or {}
-            out.extend(
-                (part, i)
-                for part in every
-                if part not in held or i in forced.get(part, frozenset())
-            )
-        return out
-
-
-class TokenBucket:
-    """At most `rate` units per second on average, bursts up to one second's worth;
-    rate 0 is no limit. `delay(now, n)` books `n` units and says how long to wait
-    before using them."""
-
-    def __init__(self, rate: float) -> None:
-        self._rate = rate
-        self._next = 0.0  # when everything booked is paid for, in the clock's seconds
-
-    def delay(self, now: float, n: int) -> float:
-        if self._rate <= 0:
-            return 0.0
-        self._next = max(self._next, now) + n / self._rate
-        return max(0.0, self._next - now - 1.0)
-
-
-class RateMeter:
-    """Units per second over the last `window_s` seconds."""
-
-    def __init__(self, window_s: float = 10.0) -> None:
-        self._window_s = window_s
-        self._events: deque[tuple[float, int]] = deque()
-
-    def add(self, now: float, n: int) -> None:
-        self._events.append((now, n))
-        self._trim(now)
-
-    def rate(self, now: float) -> float:
-        self._trim(now)
-        return sum(n for _, n in self._events) / self._window_s
-
-    def _trim(self, now: float) -> None:
-        while self._events and self._events[0][0] < now - self._window_s:
-            self._events.popleft()
-
-
 # -- the shell -------------------------------------------------------------------------------
 
 
@@ -269,50 +177,6 @@ class PassStats:
 
 class NodeNotUp(ServiceUnavailable):
     """The map says the device's node is not up: it is not asked."""
-
-
-_Record = tuple[bytes, bytes, RepairRecord]  # key, value, decoded
-
-
-_Work = tuple[int, int, tuple[int, ...], list[int]]  # pool id, pg, members, positions
-
-
-def select_work(
-    m: ClusterMap,
-    local: set[int],
-    verified: Mapping[tuple[int, int], tuple[int, float]],
-    records: Mapping[tuple[int, int], Iterable[_Record]],
-    now: float,
-    reverify_after_s: float,
-) -> tuple[list[_Work], set[tuple[int, int]], set[tuple[int, int]]]:
-    """The PGs a pass lists: those with a position on a `local` device that a repair
-    record names at such a position, or that were not verified under their table's
-    current epoch (`verified`: (pool, pg) -> (table epoch, clock time)), or were
-    verified more than `reverify_after_s` ago. Also every PG held here, and the
-    named ones."""
-    work: list[_Work] = []
-    held_here: set[tuple[int, int]] = set()
-    named: set[tuple[int, int]] = set()
-    for pool_id, table in sorted(m.pg_tables.items()):
-        for pg, members in enumerate(table.members):
-            positions = [i for i, d in enumerate(members) if d in local]
-            if not positions:
-                continue
-            held_here.add((pool_id, pg))
-            is_named = any(
-                i in r.missed for _, _, r in records.get((pool_id, pg), ()) for i in positions
-            )
-            if is_named:
-                named.add((pool_id, pg))
-            seen = verified.get((pool_id, pg))
-            if (
-                is_named
-                or seen is None
-                or seen[0] != table.epoch
-                or now - seen[1] > reverify_after_s
-            ):
-                work.append((pool_id, pg, members, positions))
-    return work, held_here, named
 
 
 _DONE = 1 << 30  # a queue entry after every PG's (endangerment is at most k + m)
@@ -481,7 +345,7 @@ class Repairer:
             async with semaphore:
                 listings = await self.list_pgs(m, [item[:3] for item in batch])
             for (pool_id, pg, _, positions), listing in zip(batch, listings, strict=True):
-                forced = _forced(records.get((pool_id, pg), ()), positions)
+                forced = forced_positions(records.get((pool_id, pg), ()), positions)
                 missing = listing.missing(positions, forced)
                 parts = listing.parts()
                 self.bytes_to_repair += sum(parts[p].shard_bytes for p, _ in missing if p in parts)
@@ -531,11 +395,11 @@ class Repairer:
             log.warning("repair: over %d repair records: the pass saw part", RECORDS_PER_PASS_MAX)
         return stats
 
-    async def _records(self, m: ClusterMap) -> tuple[dict[tuple[int, int], list[_Record]], bool]:
+    async def _records(self, m: ClusterMap) -> tuple[dict[tuple[int, int], list[Record]], bool]:
         """The repair records of every pool by PG, and whether that is all of them
         (at most `RECORDS_PER_PASS_MAX` are read; a pass that did not see them all
         verifies nothing)."""
-        out: dict[tuple[int, int], list[_Record]] = {}
+        out: dict[tuple[int, int], list[Record]] = {}
         count = 0
         complete = True
         for pool_id in sorted(m.pools):
@@ -658,7 +522,7 @@ class Repairer:
         m: ClusterMap,
         listing: PgListing,
         missing: list[tuple[PartRef, int]],
-        records: Iterable[_Record],
+        records: Iterable[Record],
         positions: list[int],
         stats: PassStats,
     ) -> bool:
@@ -879,47 +743,32 @@ class Repairer:
 
     def _combination(
         self, m: ClusterMap, target: PartTarget, sources: Sequence[int], position: int
-    ) -> list[_Read] | None:
-        """How to rebuild shard `position` of `target` with one stream per other node: k of
-        the `sources` (shard indexes), this node's first, then those of the nodes
-        holding the most, each with its coefficient in the rebuilt shard
-        (`Codec.decode_rows`). Another node holding several of them sends their
-        combination (`storage.combine_shards`), which enters the sum with coefficient
-        1; a shard alone on its node, and this node's own, are read as they are and
-        enter with their coefficient. Sources whose device the map says cannot serve
-        are left out; None when fewer than k are left."""
-        by_node: dict[int, list[int]] = {}
-        for index in sources:
-            device = m.devices.get(target.members[index])
-            if device is not None and self._data.readable(device.id):
-                by_node.setdefault(device.node_id, []).append(index)
-        order = sorted(by_node, key=lambda node: (node != self.node_id, -len(by_node[node]), node))
-        chosen = [i for node in order for i in sorted(by_node[node])][: target.k]
-        if len(chosen) < target.k:
-            return None
-        survivors = tuple(sorted(chosen))
-        row = _codec(target.k, target.m).decode_rows(survivors, (position,))
-        coefficients = dict(zip(survivors, row, strict=True))
-        reads: list[_Read] = []
-        for node in order:
-            group = [
-                (target.members[i], target.shard(i), coefficients[i])
-                for i in sorted(by_node[node])
-                if coefficients.get(i)  # unchosen, or a zero coefficient: not read
-            ]
-            if len(group) > 1 and node != self.node_id:
-                reads.append((1, group))
-            else:
-                reads += [(c, [(device_id, shard, 1)]) for device_id, shard, c in group]
-        return reads
+    ) -> list[Read] | None:
+        """`plan_reads` for the rebuild of shard `position` of `target` by this node,
+        with the devices the map says can serve."""
+        node_of = {
+            device.id: device.node_id
+            for device in (m.devices.get(d) for d in target.members)
+            if device is not None and self._data.readable(device.id)
+        }
+        return plan_reads(
+            target.members,
+            sources,
+            position,
+            target.k,
+            target.m,
+            node_of,
+            self.node_id,
+            target.shard,
+        )
 
     async def _partials(
-        self, m: ClusterMap, reads: list[_Read], offset: int, sizes: list[int]
+        self, m: ClusterMap, reads: list[Read], offset: int, sizes: list[int]
     ) -> list[list[memoryview]]:
         """Each read's blocks of `sizes` from shard offset `offset`: a shard as it is,
         or a combination of several."""
 
-        async def one(group: _Group) -> list[memoryview]:
+        async def one(group: Group) -> list[memoryview]:
             device_id, shard, _ = group[0]
             client, epoch = await self._client(m, device_id)
             length = sum(sizes)
@@ -1058,42 +907,10 @@ class Repairer:
                 self.stale_removed += 1
 
 
-_Group = list[tuple[int, ShardId, int]]
-"""Shards of one part on one node to combine: (device id, shard, coefficient) each."""
-_Read = tuple[int, _Group]
-"""A read of a rebuild and its coefficient in the sum: one shard (of coefficient 1 in
-its group), or a group of several on another node (combined there)."""
-
-
-@functools.lru_cache(maxsize=16)
-def _codec(k: int, m: int) -> Codec:
-    return Codec(k, m)
-
-
-def sum_partials(coefficients: bytes, partials: list[list[memoryview]]) -> list[ReadableBuffer]:
-    """Block by block, the sum of `coefficients[i]` times `partials[i]`: the rebuilt
-    shard's blocks (worker thread; a single partial of coefficient 1 is the shard as
-    it came)."""
-    if coefficients == b"\x01":
-        return list(partials[0])
-    return [combine(coefficients, blocks) for blocks in zip(*partials, strict=True)]
-
-
-def _forced(records: Iterable[_Record], positions: list[int]) -> dict[PartRef, frozenset[int]]:
-    out: dict[PartRef, frozenset[int]] = {}
-    for _, _, r in records:
-        bits = frozenset(i for i in r.missed if i in positions)
-        if bits:
-            part = (r.bucket, r.key, r.version_id, r.part_number)
-            out[part] = out.get(part, frozenset()) | bits
-    return out
-
-
 __all__ = [
-    "PgListing",
-    "RateMeter",
+    "IndexStore",
+    "LocalDevices",
+    "PassStats",
     "RepairConfig",
     "Repairer",
-    "TokenBucket",
-    "part_of",
 ]

@@ -29,14 +29,8 @@ from collections.abc import Awaitable, Callable
 from atoll.erasure import StripeLayout
 from atoll.gateway.errors import ServiceUnavailable
 from atoll.gateway.gc import References
-from atoll.gateway.repair import (
-    LocalDevices,
-    PartRef,
-    PassStats,
-    Repairer,
-    TokenBucket,
-    part_of,
-)
+from atoll.gateway.repair import LocalDevices, PassStats, Repairer
+from atoll.gateway.repair_core import PartRef, TokenBucket, part_of
 from atoll.kv.errors import KvError
 from atoll.meta.cluster_map import ClusterMap
 from atoll.objects.errors import ObjectsError

@@ -12,16 +12,13 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from atoll.erasure import StripeCodec, StripeLayout, combine
-from atoll.gateway.datapath import PartTarget
-from atoll.gateway.repair import (
-    TABLES_POLL_S,
-    TABLES_WAIT_S,
+from atoll.gateway.repair import TABLES_POLL_S, TABLES_WAIT_S, RepairConfig, Repairer
+from atoll.gateway.repair_core import (
     PartRef,
     PgListing,
     RateMeter,
-    RepairConfig,
-    Repairer,
     TokenBucket,
+    plan_reads,
     select_work,
     sum_partials,
 )
@@ -324,26 +321,22 @@ def _nodes(count: int = 3, down: int | None = None) -> ClusterMap:
 def _plan(
     m: ClusterMap, members: tuple[int, ...], position: int
 ) -> list[tuple[int, list[tuple[int, ShardId, int]]]] | None:
-    """The reads planned by the repairer of the node holding `position`."""
-
-    async def body() -> list[tuple[int, list[tuple[int, ShardId, int]]]] | None:
-        repairer = Repairer(
-            m.devices[members[position]].node_id,
-            _Devices(lambda: None),
-            LocalClient({}),
-            RpcPool(),
-            NoIndex(),
-            lambda: m,
-            clock=lambda: 0.0,
-            wall_clock=lambda: 0.0,
-            sleep=asyncio.sleep,
-            config=RepairConfig(),
-        )
-        target = PartTarget(1, 4, 2, 7, members, m.epoch, "b", "k", "v1", 0, 4096)
-        sources = [i for i in range(6) if i != position]
-        return repairer._combination(m, target, sources, position)
-
-    return asyncio.run(body())
+    """The reads the node holding `position` plans (devices of nodes up can serve)."""
+    node_of = {
+        d: device.node_id
+        for d, device in m.devices.items()
+        if m.nodes[device.node_id].state == NODE_UP
+    }
+    return plan_reads(
+        members,
+        [i for i in range(6) if i != position],
+        position,
+        4,
+        2,
+        node_of,
+        m.devices[members[position]].node_id,
+        lambda i: ShardId(1, 7, "b", "k", "v1", 0, i),
+    )
 
 
 @pytest.mark.parametrize("position", range(6))

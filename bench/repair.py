@@ -986,19 +986,22 @@ def bounds_section(run: dict[str, Any] | None, machine: dict[str, Any]) -> list[
         f" would rebuild at most {ceiling:.0f} MB/s, so the rate is bound by CPU, not by the"
         " disk or by the rate limits (off here).",
         "- Per rebuilt byte of a 4+2 shard the cluster reads k = 4 source shards from the page"
-        " cache (each block's CRC-32C checked by the service that reads it), sends the 2 or 3"
-        " that are on other nodes over loopback atoll.rpc (checked again on arrival),"
-        " decodes (ISA-L), writes and fsyncs the rebuilt shard (its CRC-32C computed once),"
-        " and reads it back verified; every PG whose members changed is listed on all its"
-        " members by each node that holds a position of it (`storage.list_pgs`, 64 PGs per"
-        " call). Python drives each of these steps (asyncio, thread-pool hand-offs) a block"
-        " at a time (1 MiB at 4+2 with the default 4 MiB stripes) and the kernel copies"
-        " every byte through the sockets and the page cache (perf, 2026-11-27: 44% of the"
-        " nodes' CPU in the kernel, 40% in the Python interpreter, 4% CRC-32C, 2% ISA-L).",
-        "- Fixed cost against cost per byte (2026-11-27, 3 and 6 GiB runs, after listing was"
-        " batched): about 5 CPU-seconds per repair (listing, the index reads, the passes)"
-        " and 19 ms per rebuilt MB. Before batching, one `storage.list_pg` call per PG and"
-        " member (27,648 per pass here) cost about 12 CPU-seconds.",
+        " cache (each block's CRC-32C checked by the service that reads it): one on the"
+        " rebuilding node, two on a second node, which combines them (`storage.combine_shards`,"
+        " ISA-L) and sends their partial sum, and one on the third, sent as it is; so two"
+        " streams cross loopback atoll.rpc (checked again on arrival). The rebuilding node"
+        " sums the pieces by their decode coefficients (ISA-L), writes and fsyncs the"
+        " rebuilt shard (its CRC-32C computed once), and reads it back verified; every PG"
+        " whose members changed is listed on all its members by each node that holds a"
+        " position of it (`storage.list_pgs`, 64 PGs per call). Python drives each of these"
+        " steps (asyncio, thread-pool hand-offs) a block at a time (1 MiB at 4+2 with the"
+        " default 4 MiB stripes) and the kernel copies every byte through the sockets and"
+        " the page cache (perf, 2026-11-27, before partial sums: 44% of the nodes' CPU in"
+        " the kernel, 40% in the Python interpreter, 4% CRC-32C, 2% ISA-L).",
+        "- Fixed cost against cost per byte (2026-11-28, runs of 3, 0.3 and 0.02 GiB): about"
+        " 3.4 CPU-seconds per repair whatever its size (listing 1,536 PGs on all six members"
+        " by each of the three survivors, the index reads, the passes, the map and Raft"
+        " changes; 15% of this 3 GiB run's CPU) and about 15 ms per rebuilt MB.",
         "- The end waits for the busiest node: the new positions of the killed node's PGs"
         " fall unevenly on the survivors (in one run 226, 236 and 279 shards), and a node"
         " rebuilds only its own positions.",

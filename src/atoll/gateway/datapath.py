@@ -543,6 +543,7 @@ def read_windows(target: PartTarget, stripes: range) -> list[range]:
 
 __all__ = [
     "PIPELINE_STRIPES",
+    "SHARD_TIMEOUT_S",
     "DataPath",
     "PartTarget",
     "WindowShards",

@@ -56,6 +56,7 @@ from typing import Protocol
 from atoll.erasure import StripeLayout
 from atoll.erasure.stripe import ReadableBuffer
 from atoll.gateway.datapath import (
+    SHARD_TIMEOUT_S,
     DataPath,
     PartTarget,
     collect_blocks,
@@ -770,7 +771,10 @@ class Repairer:
 
         async def one(group: Group) -> list[memoryview]:
             device_id, shard, _ = group[0]
-            client, epoch = await self._client(m, device_id)
+            caller, epoch = await self._client(m, device_id)
+            # A shard stream's wait, as the whole-shard reads of `DataPath` have it: a
+            # node that hangs sends the rebuild to its fallback in seconds.
+            client = StorageClient(caller.rpc, timeout_s=SHARD_TIMEOUT_S)
             length = sum(sizes)
             if len(group) == 1:
                 stream = client.get_shard(

@@ -6,12 +6,14 @@ repair MB/s of rebuilt shard data with the rate limit off; and foreground GET la
 against its quiet value. Writes bench/results/repair.md and repair.json
 (repair-quick.md/json with `--quick`).
 
-Two runs, each on a fresh cluster (started, filled, measured, stopped):
+Two kinds of run, each on a fresh cluster (started, filled, measured, stopped):
 
 - **unthrottled** (`--set repair_bytes_per_s=0 --set repair_shards_max=6 --set
   repair_pgs_max=4`): fill, wait until healthy, quiet GET
   latency, `kill -9` the victim, poll status every 0.5 s until no PG is degraded; no
-  foreground load during repair.
+  foreground load during repair. Repeated `--repeats` times (default 3), each on a
+  fresh cluster: on this shared 2-vCPU VM one run's rate moves by 10-15% from run to
+  run, so the target is judged on the median of the runs, and each run is in the report.
 - **default limit** (`repair_bytes_per_s` not set: the node default): the same, with
   the foreground GET workers running from the kill until the cluster is healthy again;
   each GET is counted in the phase it started in (killed, down, out = repairing).
@@ -41,6 +43,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,9 +108,10 @@ REPAIR_MB_PER_S_MIN = 100.0
 REDUNDANCY_SLACK_S = 120.0  # full redundancy within out_after_s + this, for 3 GiB
 P99_RATIO_MAX = 3.0
 
+UNTHROTTLED = "unthrottled"
 RUNS = (
     # name, repair_bytes_per_s setting (None: the node default), foreground GETs during repair
-    ("unthrottled", 0, False),
+    (UNTHROTTLED, 0, False),
     ("default_limit", None, True),
 )
 
@@ -841,6 +845,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "down_after_s": args.down_after,
             "out_after_s": args.out_after,
             "victim": args.victim,
+            "repeats": args.repeats,
         },
     )
     report["runs"] = {}
@@ -848,7 +853,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for name, rate, foreground in RUNS:
         if args.only and name != args.only:
             continue
-        report["runs"][name] = await one_run(name, rate, foreground, args, base)
+        repeats = args.repeats if name == UNTHROTTLED else 1
+        for n in range(repeats):
+            run_name = name if n == 0 else f"{name}-{n + 1}"
+            report["runs"][run_name] = await one_run(run_name, rate, foreground, args, base)
     report.update(load_and_others("after"))
     report["run_s"] = time.monotonic() - started
     report["verdicts"] = verdicts(report)
@@ -876,7 +884,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the clusters' dirs")
     parser.add_argument("--out", type=Path, help="the JSON (default bench/results/repair.json)")
     parser.add_argument("--report-only", type=Path, help="rewrite the report from this JSON")
-    parser.add_argument("--only", choices=[name for name, _, _ in RUNS], help="one run only")
+    parser.add_argument(
+        "--only", choices=[name for name, _, _ in RUNS], help="one kind of run only"
+    )
+    parser.add_argument(
+        "--repeats", type=int, help="unthrottled runs, each on a fresh cluster (3; quick 1)"
+    )
     parser.add_argument(
         "--shards-max",
         type=int,
@@ -901,6 +914,9 @@ def main() -> int:
     args.read_objects = args.read_objects or (32 if quick else 128)
     args.latency_s = args.latency_s or (5.0 if quick else 20.0)
     args.repair_timeout = args.repair_timeout or (120.0 if quick else 600.0)
+    args.repeats = args.repeats or (1 if quick else 3)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.out is None:
         args.out = RESULTS / ("repair-quick.json" if quick else "repair.json")
     return run_main(_main(args), CLUSTERS)
@@ -926,21 +942,27 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
     runs = report["runs"]
     args = report["args"]
     out = []
-    unthrottled = runs.get("unthrottled", {}).get("repair")
-    rate = unthrottled["repair_mb_per_s"] if unthrottled else None
+    repairs = unthrottled_repairs(runs)
+    rates = [r["repair_mb_per_s"] for r in repairs]
+    rate = statistics.median(rates) if rates else None
+    shown = _fmt(rate, 1)
+    if len(rates) > 1:
+        shown += f" (median of {len(rates)} runs: {', '.join(_fmt(x, 1) for x in rates)})"
     out.append(
         {
             "what": "unthrottled repair, MB/s of rebuilt shard data (out -> healthy)",
-            "value": _fmt(rate, 1),
+            "value": shown,
             "target": f">= {REPAIR_MB_PER_S_MIN:g}",
             "met": None if rate is None else rate >= REPAIR_MB_PER_S_MIN,
         }
     )
     limit = args["out_after_s"] + REDUNDANCY_SLACK_S
-    healthy = unthrottled["healthy_s"] if unthrottled else None
+    # The slowest run: each of them must reach full redundancy in time.
+    healthy = max((r["healthy_s"] for r in repairs), default=None)
     out.append(
         {
-            "what": f"kill -9 to full verified redundancy, s, {args['gib']:g} GiB (unthrottled)",
+            "what": f"kill -9 to full verified redundancy, s, {args['gib']:g} GiB (unthrottled"
+            + (f", slowest of {len(repairs)} runs)" if len(repairs) > 1 else ")"),
             "value": _fmt(healthy, 1),
             "target": f"<= out_after_s + {REDUNDANCY_SLACK_S:g} = {limit:g}"
             + ("" if args["gib"] >= 3 else " (set for 3 GiB)"),
@@ -965,9 +987,33 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def bounds_section(run: dict[str, Any] | None, machine: dict[str, Any]) -> list[str]:
+def unthrottled_repairs(runs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The repair figures of every unthrottled run that finished, in run order (a
+    failed run counts in none of the verdicts; the report says it failed)."""
+    return [
+        r["repair"]
+        for name, r in runs.items()
+        if (name == UNTHROTTLED or name.startswith(UNTHROTTLED + "-")) and r.get("repair")
+    ]
+
+
+def median_unthrottled(runs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The unthrottled run of the median rate (the lower middle one of an even count)."""
+    named = [
+        (name, r)
+        for name, r in runs.items()
+        if (name == UNTHROTTLED or name.startswith(UNTHROTTLED + "-")) and r.get("repair")
+    ]
+    if not named:
+        return None
+    named.sort(key=lambda item: item[1]["repair"]["repair_mb_per_s"])
+    return named[(len(named) - 1) // 2]
+
+
+def bounds_section(run: dict[str, Any] | None, machine: dict[str, Any], name: str) -> list[str]:
     """What bounds the unthrottled rate: the cluster's CPU per rebuilt MB over the
-    repairing phase, and the rate the machine's CPUs would allow at that cost."""
+    repairing phase of run `name` (the median one), and the rate the machine's CPUs
+    would allow at that cost."""
     repair = (run or {}).get("repair") or {}
     if "cpu_by_phase" not in repair or not repair.get("repaired_bytes"):
         return []
@@ -980,7 +1026,7 @@ def bounds_section(run: dict[str, Any] | None, machine: dict[str, Any]) -> list[
     return [
         "## What bounds the unthrottled rate",
         "",
-        f"- From out to healthy the cluster's processes used {cluster_pct:.0f}% of a core"
+        f"- In the median run ({name}), from out to healthy the cluster's processes used {cluster_pct:.0f}% of a core"
         f" (others on the machine {float(busy['others_cpu_pct']):.0f}%) out of {cpus} vCPUs:"
         f" **{ms_per_mb:.1f} ms of CPU per rebuilt MB**. At that cost all {cpus} vCPUs"
         f" would rebuild at most {ceiling:.0f} MB/s, so the rate is bound by CPU, not by the"
@@ -1042,7 +1088,8 @@ def render(report: dict[str, Any]) -> str:
     for v in report.get("verdicts", []):
         add(f"| {v['what']} | {v['value']} | {v['target']} | {_met(v['met'])} |")
     add("")
-    lines += bounds_section(runs.get("unthrottled"), machine)
+    middle = median_unthrottled(runs)
+    lines += bounds_section(middle[1] if middle else None, machine, middle[0] if middle else "")
     add("## Results")
     add("")
     add(

@@ -15,6 +15,7 @@ import errno
 import os
 import random
 import shutil
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from atoll.erasure.shard_format import CRC_BYTES, ShardHeader, encode_header
 from atoll.erasure.stripe import StripeLayout
 from atoll.proto import storage_pb2
 from atoll.rpc import Chunk, RpcClient, RpcRemoteError, RpcServer
+from atoll.rpc.local import LocalClient
 from atoll.storage import (
     METHOD_GET_SHARD,
     DeviceConfig,
@@ -47,6 +49,7 @@ from atoll.storage import (
     shard_file_name,
     shard_relative_path,
 )
+from atoll.storage.devices import Device
 from atoll.storage.messages import shard_id_to_proto
 from page_cache import droppable_dir, resident_pages
 from shard_helpers import encode, flip_bit
@@ -678,6 +681,95 @@ def test_a_cancelled_put_leaves_no_file_and_no_reservation(tmp_path: Path) -> No
                 return device.reserved_bytes == 0 and files_under(node.devices[0]) == []
 
             await wait_for(cleaned, "the cancelled put's cleanup")
+
+    run(body)
+
+
+class HeldOpen:
+    """`Device.<method>` (opening a shard file) made to wait, once the file is open,
+    until the test lets it return: a caller can be cancelled while its open runs."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+        self.opening = threading.Event()
+        self.release = threading.Event()
+        self.opened: list[Any] = []
+        real = getattr(Device, method)
+
+        def held(device: Device, *args: Any) -> Any:
+            result = real(device, *args)
+            self.opened.append(result)
+            self.opening.set()
+            self.release.wait(WAIT_S)
+            return result
+
+        monkeypatch.setattr(Device, method, held)
+
+    async def cancel_while_opening(self, task: asyncio.Task[Any]) -> None:
+        await asyncio.to_thread(self.opening.wait, WAIT_S)
+        assert self.opening.is_set(), "the open never started"
+        task.cancel()  # delivered before the thread's return, which comes after it
+        self.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def test_a_read_cancelled_while_its_file_opens_closes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through `LocalClient` (as the repairer's own reads go), cancelling the caller
+    cancels the handler at once, inside the open: what the open returns after that is
+    closed, not leaked."""
+    layout = StripeLayout(1, 0, 4096)
+    (blocks,) = encode(b"o" * 4096, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1)) as node:
+            await node.client.put_shard(
+                0, shard_id(0), layout, blocks, epoch=EPOCH, data_length=4096
+            )
+            held = HeldOpen(monkeypatch, "open_reader_sync")
+            local = StorageClient(
+                LocalClient(node.service.rpc_handlers(), node.service.rpc_stream_handlers())
+            )
+
+            async def read() -> None:
+                async for _ in local.get_shard(0, shard_id(0), epoch=EPOCH):
+                    raise AssertionError("the read was to be cancelled before any byte")
+
+            await held.cancel_while_opening(asyncio.create_task(read()))
+            (reader,) = held.opened
+
+            async def closed() -> bool:
+                return bool(reader.closed)
+
+            await wait_for(closed, "the abandoned reader's close")
+
+    run(body)
+
+
+def test_a_put_cancelled_while_its_file_opens_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = StripeLayout(1, 0, 4096)
+    (blocks,) = encode(b"w" * 4096, layout)
+
+    async def body() -> None:
+        async with storage_node(device_dirs(tmp_path, 1)) as node:
+            held = HeldOpen(monkeypatch, "open_writer_sync")
+            local = StorageClient(
+                LocalClient(node.service.rpc_handlers(), node.service.rpc_stream_handlers())
+            )
+            put = asyncio.create_task(
+                local.put_shard(0, shard_id(0), layout, blocks, epoch=EPOCH, data_length=4096)
+            )
+            await held.cancel_while_opening(put)
+            assert len(held.opened) == 1
+
+            async def cleaned() -> bool:
+                (device,) = await node.client.devices()
+                return device.reserved_bytes == 0 and files_under(node.devices[0]) == []
+
+            await wait_for(cleaned, "the abandoned writer's temporary file removed")
 
     run(body)
 

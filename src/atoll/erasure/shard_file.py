@@ -268,6 +268,10 @@ class ShardReader:
             os.close(self._fd)
             self._fd = None
 
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
     def _open_fd(self) -> int:
         if self._fd is None:
             raise ValueError(f"shard reader for {self.path} is closed")

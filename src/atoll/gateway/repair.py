@@ -53,6 +53,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
+from atoll.base.tasks import gather_settled
 from atoll.erasure import StripeLayout
 from atoll.erasure.stripe import ReadableBuffer
 from atoll.gateway.datapath import (
@@ -784,13 +785,7 @@ class Repairer:
                 stream = client.combine_shards(group, epoch=epoch, offset=offset, length=length)
             return await collect_blocks(stream, sizes)
 
-        results = await asyncio.gather(*(one(group) for _, group in reads), return_exceptions=True)
-        partials = []
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-            partials.append(result)
-        return partials
+        return await gather_settled(*(one(group) for _, group in reads))
 
     async def _former_holders(
         self, m: ClusterMap, listing: PgListing

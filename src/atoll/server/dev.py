@@ -11,7 +11,8 @@ either way they are printed and kept across restarts.
 Running again on the same directory restarts the same cluster (same node ids, same
 ports, same data) from its configs. The supervisor starts every node as
 `python -m atoll.cli server --config FILE`, waits until a write through the KV client
-reads back and every S3 gateway answers a signed ListBuckets, and then only watches:
+reads back, every node's devices are in PG tables that are final (`unplaced`) and
+every S3 gateway answers a signed ListBuckets, and then only watches:
 a node that exits is reported, not restarted, and the others keep running. Ctrl-C or
 SIGTERM stops every node (SIGTERM, then SIGKILL after `STOP_TIMEOUT_S`).
 """
@@ -31,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from atoll.server.config import load
 from atoll.server.dev_plan import (
@@ -68,6 +69,9 @@ from atoll.server.dev_plan import (
     s3_endpoint,
     split_address,
 )
+
+if TYPE_CHECKING:  # the meta modules load only when a dev cluster starts
+    from atoll.meta.cluster_map import ClusterMap
 
 # Re-exported: callers (the CLI, tests) reach these through `atoll.server.dev`.
 __all__ = [
@@ -228,6 +232,34 @@ async def map_credentials(rpc_addresses: Sequence[str]) -> tuple[str, str] | Non
     return None if m.root is None else (m.root.access_key, m.root.secret_key)
 
 
+def unplaced(m: ClusterMap, nodes: Sequence[DevNode]) -> str | None:
+    """Why writes may still be refused with the map `m`, or None: a node with devices
+    that has none in the map yet (its devices join the PG tables when it registers),
+    or a pool whose PG table the meta leader is about to place again over the devices
+    as they are now. A write routed with the table in between is refused by the
+    devices that have the new one: a fresh cluster's first PUTs failed with 503."""
+    waiting = [n.node_id for n in nodes if n.devices and not m.devices_of(n.node_id)]
+    if waiting:
+        return f"node(s) {waiting} have no device in the cluster map yet"
+    stale = m.stale_pools()
+    if stale:
+        names = ", ".join(pool.name for pool in stale)
+        return f"the PG tables of pool(s) {names} are about to be placed again"
+    return None
+
+
+async def map_unplaced(rpc_addresses: Sequence[str], nodes: Sequence[DevNode]) -> str | None:
+    """`unplaced` of the cluster map as the meta group has it."""
+    from atoll.meta.client import MetaClient
+
+    client = MetaClient(rpc_addresses)
+    try:
+        m = await client.read_map()
+    finally:
+        await client.close()
+    return unplaced(m, nodes)
+
+
 async def client_probe(endpoints: Sequence[str], value: bytes) -> None:
     """Put `value` under `PROBE_KEY` through the KV client and read it back."""
     from atoll.kv import Client  # grpc loads only when a dev cluster starts
@@ -271,6 +303,7 @@ async def s3_list_buckets_status(
 Probe = Callable[[Sequence[str], bytes], Awaitable[None]]
 CredentialsProbe = Callable[[Sequence[str]], Awaitable["tuple[str, str] | None"]]
 S3Probe = Callable[[str, "tuple[str, str]"], Awaitable[int]]
+PlacedProbe = Callable[[Sequence[str], Sequence[DevNode]], Awaitable["str | None"]]
 Echo = Callable[[str], None]
 
 
@@ -298,6 +331,7 @@ class Supervisor:
         probe: Probe = client_probe,
         credentials: CredentialsProbe = map_credentials,
         s3_probe: S3Probe = s3_list_buckets_status,
+        placed: PlacedProbe = map_unplaced,
     ) -> None:
         self.root = root
         self.nodes = list(nodes)
@@ -307,6 +341,7 @@ class Supervisor:
         self.probe = probe
         self.credentials_probe = credentials
         self.s3_probe = s3_probe
+        self.placed_probe = placed
         self.credentials: tuple[str, str] | None = None
         self.children: list[_Child] = []
         self.faults = 0
@@ -418,11 +453,18 @@ class Supervisor:
                     await self.probe(endpoints, value)
                     # Serving means the cluster map is bootstrapped too: its root
                     # credentials are printed and written into cluster.json.
-                    self.credentials = await self.credentials_probe(
-                        [node.rpc_address for node in self.nodes if node.member]
+                    members = [node.rpc_address for node in self.nodes if node.member]
+                    self.credentials = await self.credentials_probe(members)
+                    # And every node's devices are in the PG tables, which are final.
+                    waiting = (
+                        None
+                        if self.credentials is None
+                        else await self.placed_probe(members, self.nodes)
                     )
                 if self.credentials is None:
                     self.last_probe_error = DevError("the cluster map is not bootstrapped yet")
+                elif waiting is not None:
+                    self.last_probe_error = DevError(waiting)
                 elif await self._s3_serves(self.credentials):
                     return
             except Exception as error:  # any failure means "not yet"; reported on timeout

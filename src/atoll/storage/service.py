@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 import crc32c
 
 from atoll.base.errors import invariant
+from atoll.base.tasks import gather_settled
 from atoll.erasure.codec import COMBINE_SOURCES_MAX, combine
 from atoll.erasure.errors import (
     ErasureError,
@@ -154,10 +155,11 @@ class StorageConfig:
             raise ValueError("storage config: headers_per_device_max must be >= 0")
 
 
-async def _run_to_end(future: asyncio.Future[T]) -> T:
+async def _run_to_end(future: asyncio.Future[T], abandoned: Callable[[T], None] | None = None) -> T:
     """Await a call running in a thread. If the awaiting task is cancelled, wait for
     the call to end before letting the cancellation through: the caller's cleanup
-    (aborting a writer, closing a reader) must not race with it."""
+    (aborting a writer, closing a reader) must not race with it. What the call
+    returned after all goes to `abandoned` (which closes it): the caller never gets it."""
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -165,9 +167,15 @@ async def _run_to_end(future: asyncio.Future[T]) -> T:
             # Held back only until the thread returns; re-raised just below.
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([future])
-        if not future.cancelled():
-            future.exception()  # retrieved: the cancellation is what propagates
+        if not future.cancelled() and future.exception() is None and abandoned is not None:
+            abandoned(future.result())
         raise
+
+
+def _log_discard_failure(done: concurrent.futures.Future[object]) -> None:
+    err = done.exception()
+    if err is not None:
+        log.warning("storage: closing what a cancelled call opened failed: %s", err)
 
 
 def _translate_erasure(err: ErasureError, device_id: int) -> StorageError:
@@ -359,16 +367,38 @@ class StorageService:
             raise StorageError("the storage service is not started", device_id=device_id)
         return device
 
-    async def _io(self, device: Device, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in the pool, at most `device_io_max` at once on `device`;
-        failures translated to storage errors (and device faults reported)."""
+    def _pool(self, device_id: int | None = None) -> concurrent.futures.ThreadPoolExecutor:
         executor = self._executor
         if executor is None:
-            raise StorageError("the storage service is not started", device_id=device.id)
+            raise StorageError("the storage service is not started", device_id=device_id)
+        return executor
+
+    async def _io(
+        self,
+        device: Device,
+        fn: Callable[..., T],
+        *args: Any,
+        discard: Callable[[T], object] | None = None,
+    ) -> T:
+        """`fn(*args)` in the pool, at most `device_io_max` at once on `device`;
+        failures translated to storage errors (and device faults reported). `discard`
+        undoes what `fn` returns (closes a reader, aborts a writer) if the caller is
+        cancelled while `fn` runs: otherwise its file descriptor would leak."""
+        executor = self._pool(device.id)
+
+        def abandoned(value: T) -> None:
+            assert discard is not None
+            try:
+                done = executor.submit(discard, value)
+            except RuntimeError:  # the pool is shut down: the service is stopping
+                discard(value)
+                return
+            done.add_done_callback(_log_discard_failure)
+
         async with device.io_slots:
             future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
             try:
-                return await _run_to_end(future)
+                return await _run_to_end(future, abandoned if discard is not None else None)
             except StorageError:
                 raise
             except OSError as err:
@@ -433,7 +463,9 @@ class StorageService:
         writer: ShardWriter | None = None
         try:
             async with device.writer_slots:
-                writer = await self._io(device, device.open_writer_sync, shard, header)
+                writer = await self._io(
+                    device, device.open_writer_sync, shard, header, discard=ShardWriter.abort
+                )
                 data_length = await self._receive_blocks(device, writer, chunks, reservation)
                 # The epoch again, now that the blocks are in: a PG table that changed
                 # during a long put may have given this shard to another device, whose
@@ -528,7 +560,9 @@ class StorageService:
     ) -> AsyncIterator[Chunk]:
         try:
             bypass = cache is ReadCache.BYPASS
-            reader = await self._io(device, device.open_reader_sync, shard, bypass)
+            reader = await self._io(
+                device, device.open_reader_sync, shard, bypass, discard=ShardReader.close
+            )
             try:
                 async for chunk in self._read_range(device, reader, offset, length):
                     yield chunk
@@ -628,7 +662,11 @@ class StorageService:
         try:
             try:
                 for device, shard, _ in sources:
-                    readers.append(await self._io(device, device.open_reader_sync, shard))
+                    readers.append(
+                        await self._io(
+                            device, device.open_reader_sync, shard, discard=ShardReader.close
+                        )
+                    )
                 first = readers[0]
                 for reader in readers[1:]:
                     if (
@@ -650,16 +688,13 @@ class StorageService:
                 )
                 coefficients = bytes(c for _, _, c in sources)
                 for batch, end in batches:
-                    results = await asyncio.gather(
+                    # Settled: no read may outlive its reader.
+                    results = await gather_settled(
                         *(
                             self._io(device, device.read_pieces_sync, r, batch, end, start, stop)
                             for (device, _, _), r in zip(sources, readers, strict=True)
-                        ),
-                        return_exceptions=True,  # no read may outlive its reader
+                        )
                     )
-                    for result in results:
-                        if isinstance(result, BaseException):
-                            raise result
                     combined = await self._compute(_combine_pieces, coefficients, results)
                     del results  # held no longer than the combination needs them
                     for piece in combined:
@@ -672,10 +707,7 @@ class StorageService:
 
     async def _compute(self, fn: Callable[..., T], *args: Any) -> T:
         """CPU work (no device I/O) in the service's pool."""
-        executor = self._executor
-        if executor is None:
-            raise StorageError("the storage service is not started")
-        future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        future = asyncio.get_running_loop().run_in_executor(self._pool(), fn, *args)
         try:
             return await _run_to_end(future)
         except ErasureError as err:  # a bug here: the arguments were checked
@@ -687,7 +719,7 @@ class StorageService:
         request = parse(storage_pb2.StatShardRequest, message, "stat_shard request")
         shard = _checked_shard(request.shard)
         device = self._device(request.device_id, request.epoch, shard.pool_id)
-        reader = await self._io(device, device.open_reader_sync, shard)
+        reader = await self._io(device, device.open_reader_sync, shard, discard=ShardReader.close)
         try:
             size = file_size(reader.header, reader.header_length)
             info = shard_info(shard.pool_id, shard.pg, reader.header, size, shard_file_name(shard))

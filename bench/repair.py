@@ -1042,8 +1042,9 @@ def bounds_section(run: dict[str, Any] | None, machine: dict[str, Any], name: st
         " position of it (`storage.list_pgs`, 64 PGs per call). Python drives each of these"
         " steps (asyncio, thread-pool hand-offs) a block at a time (1 MiB at 4+2 with the"
         " default 4 MiB stripes) and the kernel copies every byte through the sockets and"
-        " the page cache (perf, 2026-11-27, before partial sums: 44% of the nodes' CPU in"
-        " the kernel, 40% in the Python interpreter, 4% CRC-32C, 2% ISA-L).",
+        " the page cache (perf -a for 8 s of an unthrottled repair, 2026-11-28, with partial"
+        " sums: 38% of the machine's samples in the kernel, 9% of them copying from the page"
+        " cache and sockets; 43% in the Python interpreter; 5% CRC-32C; 4% ISA-L; 4% idle).",
         "- Fixed cost against cost per byte (2026-11-28, runs of 3, 0.3 and 0.02 GiB): about"
         " 3.4 CPU-seconds per repair whatever its size (listing 1,536 PGs on all six members"
         " by each of the three survivors, the index reads, the passes, the map and Raft"

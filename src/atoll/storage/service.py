@@ -37,7 +37,6 @@ ErrorDetail)` with the stable codes of `errors.py`.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -50,14 +49,8 @@ from atoll.base.errors import invariant
 from atoll.base.tasks import gather_settled
 from atoll.erasure.codec import COMBINE_SOURCES_MAX, combine
 from atoll.erasure.errors import (
-    ErasureError,
     HeaderFieldError,
-    InvalidProfile,
-    InvalidRange,
-    ShardLengthError,
-    ShardWriteError,
 )
-from atoll.erasure.errors import ShardCorrupt as ShardFileCorrupt
 from atoll.erasure.shard_file import ShardReader, ShardWriter
 from atoll.erasure.shard_format import (
     CRC_BYTES,
@@ -69,18 +62,14 @@ from atoll.erasure.shard_format import (
 from atoll.proto import storage_pb2
 from atoll.rpc import Chunk, ClientStreamHandler, Handler, Reply
 from atoll.storage.capacity import Reservation
+from atoll.storage.device_io import DeviceIo
 from atoll.storage.devices import Device, DeviceConfig, Piece, StoredShard
 from atoll.storage.errors import (
-    FAULT_DEVICE,
-    FAULT_FULL,
     DeviceFailed,
-    DeviceFull,
     InvalidArgument,
-    ShardCorrupt,
     StaleEpoch,
     StorageError,
     UnknownDevice,
-    classify_os_error,
 )
 from atoll.storage.layout import ShardId, check_shard_id, shard_file_name
 from atoll.storage.messages import (
@@ -155,47 +144,6 @@ class StorageConfig:
             raise ValueError("storage config: headers_per_device_max must be >= 0")
 
 
-async def _run_to_end(future: asyncio.Future[T], abandoned: Callable[[T], None] | None = None) -> T:
-    """Await a call running in a thread. If the awaiting task is cancelled, wait for
-    the call to end before letting the cancellation through: the caller's cleanup
-    (aborting a writer, closing a reader) must not race with it. What the call
-    returned after all goes to `abandoned` (which closes it): the caller never gets it."""
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        while not future.done():
-            # Held back only until the thread returns; re-raised just below.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([future])
-        if not future.cancelled() and future.exception() is None and abandoned is not None:
-            abandoned(future.result())
-        raise
-
-
-def _log_discard_failure(done: concurrent.futures.Future[object]) -> None:
-    err = done.exception()
-    if err is not None:
-        log.warning("storage: closing what a cancelled call opened failed: %s", err)
-
-
-def _translate_erasure(err: ErasureError, device_id: int) -> StorageError:
-    if isinstance(err, ShardFileCorrupt):
-        return ShardCorrupt(
-            str(err),
-            file=err.file,
-            block=err.block,
-            offset=err.offset,
-            expected=err.expected,
-            actual=err.actual,
-            device_id=device_id,
-        )
-    if isinstance(
-        err, ShardWriteError | HeaderFieldError | InvalidRange | InvalidProfile | ShardLengthError
-    ):
-        return InvalidArgument(str(err), device_id=device_id)
-    return StorageError(f"{type(err).__name__}: {err}", device_id=device_id)
-
-
 class StorageService:
     """The shard service over `devices` (device id -> directory and capacity).
 
@@ -233,26 +181,22 @@ class StorageService:
         }
         self._check_epoch = check_epoch
         self._on_device_failure = on_device_failure
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._dio = DeviceIo(self._device_failed)
         self.temp_files_removed = 0
         """Temporary files of crashed writes removed at start-up (all devices)."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._executor is not None:
-            raise RuntimeError("the storage service is already started")
         threads = min(
             self.config.io_threads_max, max(1, len(self._devices)) * self.config.device_io_max
         )
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            threads, thread_name_prefix="atoll-storage"
-        )
+        self._dio.start(threads)
         await asyncio.gather(*(self._start_device(device) for device in self._devices.values()))
 
     async def _start_device(self, device: Device) -> None:
         try:
-            scan = await self._io(device, device.scan_sync)
+            scan = await self._dio.run(device, device.scan_sync)
         except StorageError as err:
             log.error("storage: device %d (%s) unusable at start: %s", device.id, device.path, err)
             return
@@ -269,9 +213,7 @@ class StorageService:
         )
 
     async def stop(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+        await self._dio.stop()
 
     def rpc_handlers(self) -> dict[str, Handler]:
         return {
@@ -316,7 +258,7 @@ class StorageService:
     async def local_pgs(self, device_id: int) -> list[tuple[int, int]]:
         """(pool id, pg) of every PG directory on the device."""
         device = self._usable(device_id)
-        return await self._io(device, device.list_pgs_sync)
+        return await self._dio.run(device, device.list_pgs_sync)
 
     async def local_list_pg(
         self, device_id: int, pool_id: int, pg: int, start_after: str, limit: int
@@ -324,7 +266,7 @@ class StorageService:
         """`storage.list_pg` in process, with each file's mtime (`StoredShard`)."""
         device = self._usable(device_id)
         limit = self._page_limit(limit)
-        return await self._io(device, device.list_pg_sync, pool_id, pg, start_after, limit)
+        return await self._dio.run(device, device.list_pg_sync, pool_id, pg, start_after, limit)
 
     async def local_delete(self, device_id: int, shard: ShardId) -> int | None:
         """`storage.delete_shard` in process: the bytes freed, or None if no file."""
@@ -367,57 +309,6 @@ class StorageService:
             raise StorageError("the storage service is not started", device_id=device_id)
         return device
 
-    def _pool(self, device_id: int | None = None) -> concurrent.futures.ThreadPoolExecutor:
-        executor = self._executor
-        if executor is None:
-            raise StorageError("the storage service is not started", device_id=device_id)
-        return executor
-
-    async def _io(
-        self,
-        device: Device,
-        fn: Callable[..., T],
-        *args: Any,
-        discard: Callable[[T], object] | None = None,
-    ) -> T:
-        """`fn(*args)` in the pool, at most `device_io_max` at once on `device`;
-        failures translated to storage errors (and device faults reported). `discard`
-        undoes what `fn` returns (closes a reader, aborts a writer) if the caller is
-        cancelled while `fn` runs: otherwise its file descriptor would leak."""
-        executor = self._pool(device.id)
-
-        def abandoned(value: T) -> None:
-            assert discard is not None
-            try:
-                done = executor.submit(discard, value)
-            except RuntimeError:  # the pool is shut down: the service is stopping
-                discard(value)
-                return
-            done.add_done_callback(_log_discard_failure)
-
-        async with device.io_slots:
-            future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-            try:
-                return await _run_to_end(future, abandoned if discard is not None else None)
-            except StorageError:
-                raise
-            except OSError as err:
-                translated = self._os_error(device, err)
-                if translated is None:
-                    raise  # neither full nor failed (EMFILE, ...): the caller's to report
-                raise translated from err
-            except ErasureError as err:
-                raise _translate_erasure(err, device.id) from err
-
-    def _os_error(self, device: Device, err: OSError) -> StorageError | None:
-        kind = classify_os_error(err)
-        if kind == FAULT_FULL:
-            return DeviceFull(f"the file system is full: {err}", device_id=device.id)
-        if kind == FAULT_DEVICE:
-            self._device_failed(device, err)
-            return DeviceFailed(f"I/O failed: {err}", device_id=device.id)
-        return None
-
     def _device_failed(self, device: Device, err: OSError) -> None:
         if not device.mark_failed(err):
             return
@@ -426,16 +317,6 @@ class StorageService:
             self._on_device_failure(device.id, err)
         except Exception:  # the node's hook; the device is failed either way
             log.exception("storage: on_device_failure hook failed for device %d", device.id)
-
-    async def _cleanup(self, device: Device, fn: Callable[[], object], what: str) -> None:
-        """Run a cleanup call (abort a writer) in the pool, to its end even if
-        cancelled; its failure is logged, not raised (the original error matters)."""
-        try:
-            await self._io(device, fn)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # cleanup after a failure: report the first error
-            log.warning("storage: device %d: %s failed: %s", device.id, what, err)
 
     # -- put_shard -------------------------------------------------------------------------
 
@@ -463,7 +344,7 @@ class StorageService:
         writer: ShardWriter | None = None
         try:
             async with device.writer_slots:
-                writer = await self._io(
+                writer = await self._dio.run(
                     device, device.open_writer_sync, shard, header, discard=ShardWriter.abort
                 )
                 data_length = await self._receive_blocks(device, writer, chunks, reservation)
@@ -473,14 +354,14 @@ class StorageService:
                 # a repair record) rather than landing where no one looks.
                 self._device(request.device_id, request.epoch, shard.pool_id)
                 async with device.name_lock(shard_file_name(shard)):
-                    file_bytes, replaced = await self._io(
+                    file_bytes, replaced = await self._dio.run(
                         device, device.commit_writer_sync, writer, data_length
                     )
                     writer = None  # durable: nothing to abort
                     device.ledger.commit(reservation, file_bytes, replaced)
         finally:
             if writer is not None:
-                await self._cleanup(device, writer.abort, f"abort of {what}")
+                await self._dio.cleanup(device, writer.abort, f"abort of {what}")
             reservation.release()
         info = shard_info(
             shard.pool_id,
@@ -560,14 +441,14 @@ class StorageService:
     ) -> AsyncIterator[Chunk]:
         try:
             bypass = cache is ReadCache.BYPASS
-            reader = await self._io(
+            reader = await self._dio.run(
                 device, device.open_reader_sync, shard, bypass, discard=ShardReader.close
             )
             try:
                 async for chunk in self._read_range(device, reader, offset, length):
                     yield chunk
                 if cache is not ReadCache.KEEP:
-                    await self._io(device, reader.drop_cache)
+                    await self._dio.run(device, reader.drop_cache)
             finally:
                 reader.close()
         except StorageError as err:
@@ -580,7 +461,7 @@ class StorageService:
             device, reader, offset, length, self.config.read_batch_bytes
         )
         for batch, end in batches:
-            pieces = await self._io(
+            pieces = await self._dio.run(
                 device, device.read_pieces_sync, reader, batch, end, start, stop
             )
             for piece in pieces:
@@ -663,7 +544,7 @@ class StorageService:
             try:
                 for device, shard, _ in sources:
                     readers.append(
-                        await self._io(
+                        await self._dio.run(
                             device, device.open_reader_sync, shard, discard=ShardReader.close
                         )
                     )
@@ -691,11 +572,13 @@ class StorageService:
                     # Settled: no read may outlive its reader.
                     results = await gather_settled(
                         *(
-                            self._io(device, device.read_pieces_sync, r, batch, end, start, stop)
+                            self._dio.run(
+                                device, device.read_pieces_sync, r, batch, end, start, stop
+                            )
                             for (device, _, _), r in zip(sources, readers, strict=True)
                         )
                     )
-                    combined = await self._compute(_combine_pieces, coefficients, results)
+                    combined = await self._dio.compute(_combine_pieces, coefficients, results)
                     del results  # held no longer than the combination needs them
                     for piece in combined:
                         yield _piece_chunk(piece)
@@ -705,21 +588,15 @@ class StorageService:
         except StorageError as err:
             raise handler_error(err) from err
 
-    async def _compute(self, fn: Callable[..., T], *args: Any) -> T:
-        """CPU work (no device I/O) in the service's pool."""
-        future = asyncio.get_running_loop().run_in_executor(self._pool(), fn, *args)
-        try:
-            return await _run_to_end(future)
-        except ErasureError as err:  # a bug here: the arguments were checked
-            raise StorageError(f"{type(err).__name__}: {err}") from err
-
     # -- stat, list, delete, devices -----------------------------------------------------
 
     async def _stat_shard(self, message: bytes) -> Chunk:
         request = parse(storage_pb2.StatShardRequest, message, "stat_shard request")
         shard = _checked_shard(request.shard)
         device = self._device(request.device_id, request.epoch, shard.pool_id)
-        reader = await self._io(device, device.open_reader_sync, shard, discard=ShardReader.close)
+        reader = await self._dio.run(
+            device, device.open_reader_sync, shard, discard=ShardReader.close
+        )
         try:
             size = file_size(reader.header, reader.header_length)
             info = shard_info(shard.pool_id, shard.pg, reader.header, size, shard_file_name(shard))
@@ -731,7 +608,7 @@ class StorageService:
         request = parse(storage_pb2.ListPgRequest, message, "list_pg request")
         device = self._device(request.device_id, request.epoch, request.pool_id)
         limit = self._page_limit(request.limit)
-        entries, next_start_after = await self._io(
+        entries, next_start_after = await self._dio.run(
             device, device.list_pg_sync, request.pool_id, request.pg, request.start_after, limit
         )
         reply = storage_pb2.ListPgReply(next_start_after=next_start_after)
@@ -754,7 +631,7 @@ class StorageService:
             )
         limit = self._page_limit(request.limit)
         pgs = [(p.pool_id, p.pg) for p in request.pgs]
-        listed, next_index, next_start_after = await self._io(
+        listed, next_index, next_start_after = await self._dio.run(
             device, device.list_pgs_page_sync, pgs, request.start_index, request.start_after, limit
         )
         reply = storage_pb2.ListPgsReply(next_index=next_index, next_start_after=next_start_after)
@@ -774,7 +651,7 @@ class StorageService:
 
     async def _delete(self, device: Device, shard: ShardId) -> int | None:
         async with device.name_lock(shard_file_name(shard)):
-            freed = await self._io(device, device.delete_sync, shard)
+            freed = await self._dio.run(device, device.delete_sync, shard)
             if freed is not None:
                 device.ledger.remove(freed)
         return freed
@@ -826,7 +703,7 @@ class _WriteBehind:
         batch, self._pending, self._pending_bytes = self._pending, [], 0
         device = self._device
         self._running = asyncio.ensure_future(
-            self._service._io(device, device.write_blocks_sync, self._writer, batch)
+            self._service._dio.run(device, device.write_blocks_sync, self._writer, batch)
         )
 
     async def _wait(self) -> None:

@@ -942,7 +942,7 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
     runs = report["runs"]
     args = report["args"]
     out = []
-    repairs = unthrottled_repairs(runs)
+    repairs = [r["repair"] for _, r in unthrottled_runs(runs)]
     rates = [r["repair_mb_per_s"] for r in repairs]
     rate = statistics.median(rates) if rates else None
     shown = _fmt(rate, 1)
@@ -987,11 +987,11 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def unthrottled_repairs(runs: dict[str, Any]) -> list[dict[str, Any]]:
-    """The repair figures of every unthrottled run that finished, in run order (a
-    failed run counts in none of the verdicts; the report says it failed)."""
+def unthrottled_runs(runs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every unthrottled run that finished, with its name, in run order (a failed run
+    counts in none of the verdicts; the report says it failed)."""
     return [
-        r["repair"]
+        (name, r)
         for name, r in runs.items()
         if (name == UNTHROTTLED or name.startswith(UNTHROTTLED + "-")) and r.get("repair")
     ]
@@ -999,15 +999,8 @@ def unthrottled_repairs(runs: dict[str, Any]) -> list[dict[str, Any]]:
 
 def median_unthrottled(runs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """The unthrottled run of the median rate (the lower middle one of an even count)."""
-    named = [
-        (name, r)
-        for name, r in runs.items()
-        if (name == UNTHROTTLED or name.startswith(UNTHROTTLED + "-")) and r.get("repair")
-    ]
-    if not named:
-        return None
-    named.sort(key=lambda item: item[1]["repair"]["repair_mb_per_s"])
-    return named[(len(named) - 1) // 2]
+    named = sorted(unthrottled_runs(runs), key=lambda item: item[1]["repair"]["repair_mb_per_s"])
+    return named[(len(named) - 1) // 2] if named else None
 
 
 def bounds_section(run: dict[str, Any] | None, machine: dict[str, Any], name: str) -> list[str]:
@@ -1043,8 +1036,9 @@ def bounds_section(run: dict[str, Any] | None, machine: dict[str, Any], name: st
         " steps (asyncio, thread-pool hand-offs) a block at a time (1 MiB at 4+2 with the"
         " default 4 MiB stripes) and the kernel copies every byte through the sockets and"
         " the page cache (perf -a for 8 s of an unthrottled repair, 2026-11-28, with partial"
-        " sums: 38% of the machine's samples in the kernel, 9% of them copying from the page"
-        " cache and sockets; 43% in the Python interpreter; 5% CRC-32C; 4% ISA-L; 4% idle).",
+        " sums, share of the machine's samples: 38% in the kernel, 9% of all in copies from the"
+        " page cache and sockets; 43% in the Python interpreter; 5% CRC-32C; 4% ISA-L; 4%"
+        " idle).",
         "- Fixed cost against cost per byte (2026-11-28, runs of 3, 0.3 and 0.02 GiB): about"
         " 3.4 CPU-seconds per repair whatever its size (listing 1,536 PGs on all six members"
         " by each of the three survivors, the index reads, the passes, the map and Raft"

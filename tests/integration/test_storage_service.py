@@ -686,8 +686,9 @@ def test_a_cancelled_put_leaves_no_file_and_no_reservation(tmp_path: Path) -> No
 
 
 class HeldOpen:
-    """`Device.<method>` (opening a shard file) made to wait, once the file is open,
-    until the test lets it return: a caller can be cancelled while its open runs."""
+    """`Device.<method>` (opening a shard file: the real method, on the real files)
+    made to wait, once the file is open, until the test lets it return: a caller can
+    be cancelled while its open runs. Only the timing is patched, nothing it does."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
         self.opening = threading.Event()

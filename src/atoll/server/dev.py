@@ -220,18 +220,6 @@ def node_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "atoll.cli", "server", "--config", str(config)]
 
 
-async def map_credentials(rpc_addresses: Sequence[str]) -> tuple[str, str] | None:
-    """The root credentials in the cluster map, or None before the bootstrap."""
-    from atoll.meta.client import MetaClient
-
-    client = MetaClient(rpc_addresses)
-    try:
-        m = await client.read_map()
-    finally:
-        await client.close()
-    return None if m.root is None else (m.root.access_key, m.root.secret_key)
-
-
 def unplaced(m: ClusterMap, nodes: Sequence[DevNode]) -> str | None:
     """Why writes may still be refused with the map `m`, or None: a node with devices
     that has none in the map yet (its devices join the PG tables when it registers),
@@ -248,8 +236,17 @@ def unplaced(m: ClusterMap, nodes: Sequence[DevNode]) -> str | None:
     return None
 
 
-async def map_unplaced(rpc_addresses: Sequence[str], nodes: Sequence[DevNode]) -> str | None:
-    """`unplaced` of the cluster map as the meta group has it."""
+@dataclass(frozen=True)
+class MapState:
+    """What the supervisor waits for in the cluster map: the root credentials (None
+    before the bootstrap) and, once there are some, `unplaced`'s reason (None: ready)."""
+
+    credentials: tuple[str, str] | None
+    unplaced: str | None
+
+
+async def map_state(rpc_addresses: Sequence[str], nodes: Sequence[DevNode]) -> MapState:
+    """`MapState` of the cluster map as the meta group has it (one read)."""
     from atoll.meta.client import MetaClient
 
     client = MetaClient(rpc_addresses)
@@ -257,7 +254,9 @@ async def map_unplaced(rpc_addresses: Sequence[str], nodes: Sequence[DevNode]) -
         m = await client.read_map()
     finally:
         await client.close()
-    return unplaced(m, nodes)
+    if m.root is None:
+        return MapState(None, None)
+    return MapState((m.root.access_key, m.root.secret_key), unplaced(m, nodes))
 
 
 async def client_probe(endpoints: Sequence[str], value: bytes) -> None:
@@ -301,9 +300,8 @@ async def s3_list_buckets_status(
 
 
 Probe = Callable[[Sequence[str], bytes], Awaitable[None]]
-CredentialsProbe = Callable[[Sequence[str]], Awaitable["tuple[str, str] | None"]]
+MapProbe = Callable[[Sequence[str], Sequence[DevNode]], Awaitable[MapState]]
 S3Probe = Callable[[str, "tuple[str, str]"], Awaitable[int]]
-PlacedProbe = Callable[[Sequence[str], Sequence[DevNode]], Awaitable["str | None"]]
 Echo = Callable[[str], None]
 
 
@@ -329,9 +327,8 @@ class Supervisor:
         err: Echo,
         command: Callable[[Path], Sequence[str]] = node_command,
         probe: Probe = client_probe,
-        credentials: CredentialsProbe = map_credentials,
+        map_probe: MapProbe = map_state,
         s3_probe: S3Probe = s3_list_buckets_status,
-        placed: PlacedProbe = map_unplaced,
     ) -> None:
         self.root = root
         self.nodes = list(nodes)
@@ -339,9 +336,8 @@ class Supervisor:
         self.err = err
         self.command = command
         self.probe = probe
-        self.credentials_probe = credentials
+        self.map_probe = map_probe
         self.s3_probe = s3_probe
-        self.placed_probe = placed
         self.credentials: tuple[str, str] | None = None
         self.children: list[_Child] = []
         self.faults = 0
@@ -451,20 +447,17 @@ class Supervisor:
             try:
                 async with asyncio.timeout(PROBE_ATTEMPT_TIMEOUT_S):
                     await self.probe(endpoints, value)
-                    # Serving means the cluster map is bootstrapped too: its root
-                    # credentials are printed and written into cluster.json.
-                    members = [node.rpc_address for node in self.nodes if node.member]
-                    self.credentials = await self.credentials_probe(members)
-                    # And every node's devices are in the PG tables, which are final.
-                    waiting = (
-                        None
-                        if self.credentials is None
-                        else await self.placed_probe(members, self.nodes)
+                    # Serving means the cluster map is bootstrapped too (its root
+                    # credentials are printed and written into cluster.json), and every
+                    # node's devices are in PG tables that are final.
+                    state = await self.map_probe(
+                        [node.rpc_address for node in self.nodes if node.member], self.nodes
                     )
+                self.credentials = state.credentials
                 if self.credentials is None:
                     self.last_probe_error = DevError("the cluster map is not bootstrapped yet")
-                elif waiting is not None:
-                    self.last_probe_error = DevError(waiting)
+                elif state.unplaced is not None:
+                    self.last_probe_error = DevError(state.unplaced)
                 elif await self._s3_serves(self.credentials):
                     return
             except Exception as error:  # any failure means "not yet"; reported on timeout

@@ -84,20 +84,11 @@ class DeviceIo:
         what `fn` returns (closes a reader, aborts a writer) if the caller is
         cancelled while `fn` runs: otherwise its file descriptor would leak."""
         executor = self.pool(device.id)
-
-        def abandoned(value: T) -> None:
-            assert discard is not None
-            try:
-                done = executor.submit(discard, value)
-            except RuntimeError:  # the pool is shut down: the service is stopping
-                discard(value)
-                return
-            done.add_done_callback(_log_discard_failure)
-
+        abandoned = None if discard is None else _discarding(executor, discard)
         async with device.io_slots:
             future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
             try:
-                return await run_to_end(future, abandoned if discard is not None else None)
+                return await run_to_end(future, abandoned)
             except StorageError:
                 raise
             except OSError as err:
@@ -151,6 +142,23 @@ async def run_to_end(future: asyncio.Future[T], abandoned: Callable[[T], None] |
         if not future.cancelled() and future.exception() is None and abandoned is not None:
             abandoned(future.result())
         raise
+
+
+def _discarding(
+    executor: concurrent.futures.ThreadPoolExecutor, discard: Callable[[T], object]
+) -> Callable[[T], None]:
+    """`discard` of an abandoned value, run in the pool (inline once the pool is
+    shut down, as the service stops); a failure is logged."""
+
+    def abandoned(value: T) -> None:
+        try:
+            done = executor.submit(discard, value)
+        except RuntimeError:  # the pool is shut down
+            discard(value)
+            return
+        done.add_done_callback(_log_discard_failure)
+
+    return abandoned
 
 
 def _log_discard_failure(done: concurrent.futures.Future[object]) -> None:

@@ -60,13 +60,21 @@ def pg_health(
 ) -> PgHealth:
     """The health of every PG of every pool in `m`, given each node's latest repair
     report (a node missing from `reports` has verified nothing) and, per node, the map
-    epoch a report must have checked to count (`trusted_from`, default 0)."""
+    epoch a report must have checked to count (`trusted_from`, default 0).
+
+    Each device is judged once per table (in service, node up, its node's report
+    recent enough), so a PG costs a set test per member: the status document, which
+    `atoll status --watch` asks for every second, judges every PG each time."""
     pgs = degraded = 0
     since = trusted_from or {}
     for table in m.pg_tables.values():
+        serving = _serving_devices(m, reports, since, table.epoch)
+        incomplete = _incomplete_by_device(m, reports, table.pool_id, serving)
         for pg, members in enumerate(table.members):
             pgs += 1
-            if not _healthy(m, reports, since, table.pool_id, pg, table.epoch, members):
+            if not serving.issuperset(members) or any(
+                pg in incomplete.get(d, ()) for d in members
+            ):
                 degraded += 1
     live = [r for n, r in reports.items() if n in m.nodes and m.nodes[n].state == NODE_UP]
     return PgHealth(
@@ -77,23 +85,33 @@ def pg_health(
     )
 
 
-def _healthy(
-    m: ClusterMap,
-    reports: Mapping[int, RepairState],
-    since: Mapping[int, int],
-    pool_id: int,
-    pg: int,
-    table_epoch: int,
-    members: tuple[int, ...],
-) -> bool:
-    for device_id in members:
-        device = m.devices.get(device_id)
-        node = m.nodes.get(device.node_id) if device is not None else None
-        if device is None or node is None or not in_service(m, device) or node.state != NODE_UP:
-            return False
+def _serving_devices(
+    m: ClusterMap, reports: Mapping[int, RepairState], since: Mapping[int, int], table_epoch: int
+) -> set[int]:
+    """The devices a PG of a table of `table_epoch` may count as verified on: in
+    service, on an up node whose report checked that table (and is trusted)."""
+    serving: set[int] = set()
+    for device in m.devices.values():
+        node = m.nodes.get(device.node_id)
+        if node is None or not in_service(m, device) or node.state != NODE_UP:
+            continue
         report = reports.get(node.id)
         if report is None or report.checked_epoch < max(table_epoch, since.get(node.id, 0)):
-            return False
-        if (pool_id, pg) in report.incomplete:
-            return False
-    return True
+            continue
+        serving.add(device.id)
+    return serving
+
+
+def _incomplete_by_device(
+    m: ClusterMap, reports: Mapping[int, RepairState], pool_id: int, devices: set[int]
+) -> dict[int, set[int]]:
+    """Device id -> the PGs of the pool its node's report found incomplete (only the
+    devices of nodes that reported any)."""
+    out: dict[int, set[int]] = {}
+    for device_id in devices:
+        report = reports.get(m.devices[device_id].node_id)
+        if report is not None and report.incomplete:
+            pgs = {pg for p, pg in report.incomplete if p == pool_id}
+            if pgs:
+                out[device_id] = pgs
+    return out

@@ -30,6 +30,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 
 import crc32c
 
+from atoll.base import workers
 from atoll.base.errors import invariant
 from atoll.base.memory import unfilled_bytearray
 from atoll.erasure import StripeCodec, StripeLayout
@@ -303,8 +304,7 @@ class DataPath:
         queues: Sequence[asyncio.Queue[_Block | None]],
         tasks: Sequence[asyncio.Task[None]],
     ) -> None:
-        loop = asyncio.get_running_loop()
-        blocks = await loop.run_in_executor(None, _encode, layout, stripe, fill)
+        blocks = await workers.shared().run(_encode, layout, stripe, fill)
         for queue, task, block in zip(queues, tasks, blocks, strict=True):
             await _offer(queue, block, task)
 
@@ -483,7 +483,6 @@ class DataPath:
     ) -> AsyncIterator[memoryview]:
         layout = target.layout
         degraded = any(i not in shards for i in range(target.k))
-        loop = asyncio.get_running_loop()
         for n, stripe in enumerate(window):
             stripe_start = stripe * target.block_size
             stripe_length = layout.stripe_length(size, stripe)
@@ -492,7 +491,7 @@ class DataPath:
             hi = min(end, stripe_start + stripe_length) - stripe_start
             if degraded:
                 pieces = {i: blocks[n] for i, blocks in shards.items()}
-                data = await loop.run_in_executor(None, _decode, layout, pieces, stripe_length)
+                data = await workers.shared().run(_decode, layout, pieces, stripe_length)
                 self.degraded_stripes += 1
                 yield memoryview(data)[lo:hi]
                 continue

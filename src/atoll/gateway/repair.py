@@ -53,6 +53,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
+from atoll.base import workers
 from atoll.base.tasks import gather_settled
 from atoll.erasure import StripeLayout
 from atoll.erasure.stripe import ReadableBuffer
@@ -668,7 +669,6 @@ class Repairer:
         layout = StripeLayout(listing.k, listing.m, info.block_size)
         size = info.data_length
         device_id = listing.members[position]
-        loop = asyncio.get_running_loop()
 
         reads = self._combination(m, target, sources, position)
 
@@ -683,7 +683,7 @@ class Repairer:
                         window_blocks(layout, size, window),
                     )
                     coefficients = bytes(c for c, _ in reads)
-                    return await loop.run_in_executor(None, sum_partials, coefficients, partials)
+                    return await workers.shared().run(sum_partials, coefficients, partials)
                 except _ERRORS as err:
                     log.warning(
                         "repair: %s: pre-combined read failed (%s): reading whole shards",
@@ -694,8 +694,8 @@ class Repairer:
             shards = await self._data.fetch(
                 target, size, window, sources, follow_map=False, prefer_local=True
             )
-            rebuilt = await loop.run_in_executor(
-                None, rebuild_blocks, layout, size, window, shards, position
+            rebuilt = await workers.shared().run(
+                rebuild_blocks, layout, size, window, shards, position
             )
             return list(rebuilt)
 

@@ -72,9 +72,7 @@ def pg_health(
         incomplete = _incomplete_by_device(m, reports, table.pool_id, serving)
         for pg, members in enumerate(table.members):
             pgs += 1
-            if not serving.issuperset(members) or any(
-                pg in incomplete.get(d, ()) for d in members
-            ):
+            if not serving.issuperset(members) or any(pg in incomplete.get(d, ()) for d in members):
                 degraded += 1
     live = [r for n, r in reports.items() if n in m.nodes and m.nodes[n].state == NODE_UP]
     return PgHealth(

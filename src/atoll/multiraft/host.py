@@ -46,11 +46,11 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from atoll.base.errors import invariant
+from atoll.base.workers import Workers
 from atoll.engine.api import Engine, ReadView, WriteBatch
 from atoll.multiraft.log_store import LogStore
 from atoll.multiraft.transport import (
@@ -175,10 +175,10 @@ class RaftHost:
         }
         self._calls: deque[Callable[[], None]] = deque()
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"raft-io-{self.id}")
+        self._io = Workers(1, f"raft-io-{self.id}")  # persists, applies, compacts in order
         self._tasks: list[asyncio.Task[None]] = []
         self._peer_tasks: dict[int, asyncio.Task[None]] = {}
-        self._closing: set[asyncio.Task[None]] = set()  # senders replaced by set_peers
+        self._background: set[asyncio.Task[None]] = set()  # closing senders, compactions
         self._ticks_done = 0
         self._started_at = 0.0
         self._read_ids = itertools.count(1)
@@ -222,8 +222,8 @@ class RaftHost:
                 if task is not None:
                     task.cancel()
                 closing = asyncio.get_running_loop().create_task(sender.close())
-                self._closing.add(closing)
-                closing.add_done_callback(self._closing.discard)
+                self._background.add(closing)
+                closing.add_done_callback(self._background.discard)
             sender = self.peers[peer] = PeerSender(
                 peer, address, self.config.transport, self._report
             )
@@ -276,12 +276,12 @@ class RaftHost:
         tasks = [*self._tasks, *self._peer_tasks.values()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, *self._closing, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._background, return_exceptions=True)
         self._tasks = []
         self._peer_tasks = {}
         for sender in self.peers.values():
             await sender.close()
-        await asyncio.to_thread(self._executor.shutdown)
+        await self._io.stop()
 
     # -- the API for services ---------------------------------------------------------
 
@@ -453,7 +453,6 @@ class RaftHost:
     # -- the ready loop ---------------------------------------------------------------
 
     async def _ready_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -465,9 +464,7 @@ class RaftHost:
             snaps: list[tuple[Group, Message]] = []
             self._send(readies, snaps, early=True)
             if any(_has_disk_work(rd) for _, rd in readies):
-                results = await loop.run_in_executor(
-                    self._executor, self._persist_and_apply, readies
-                )
+                results = await self._io.run(self._persist_and_apply, readies)
             else:
                 results = [[] for _ in readies]
             self._send(readies, snaps, early=False)
@@ -479,7 +476,7 @@ class RaftHost:
                     group.applied_changed = asyncio.Event()
             for group, m in snaps:
                 self._send_snapshot(group, m)
-            self._maybe_compact(loop)
+            self._maybe_compact()
             if self._calls or any(
                 g.core.has_ready() or g.queued or g.queued_reads for g in self.groups.values()
             ):
@@ -605,7 +602,7 @@ class RaftHost:
                         future.set_exception(NotLeader(self.id, group.core.term, group.core.lead))
             group.reads.clear()
 
-    def _maybe_compact(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _maybe_compact(self) -> None:
         """Queue a compaction on the engine thread for every group whose log grew past
         `compact_after_entries`; the ready loop goes on (ticks, heartbeats), and the
         core drops its entries once the write is done."""
@@ -619,7 +616,9 @@ class RaftHost:
                 continue
             meta = core.snapshot_meta(applied)
             group.compacting = True
-            done = loop.run_in_executor(self._executor, self._compact, group, meta)
+            done = asyncio.ensure_future(self._io.run(self._compact, group, meta))
+            self._background.add(done)  # referenced until it ends; stop() awaits it
+            done.add_done_callback(self._background.discard)
             done.add_done_callback(functools.partial(self._compacted, group, meta))
 
     def _compacted(self, group: Group, meta: SnapshotMeta, done: asyncio.Future[None]) -> None:

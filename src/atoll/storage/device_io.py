@@ -12,12 +12,11 @@ the device failed); shard file errors become the service's typed errors.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from atoll.base.workers import Workers
 from atoll.erasure.errors import (
     ErasureError,
     HeaderFieldError,
@@ -51,26 +50,24 @@ class DeviceIo:
 
     def __init__(self, on_fault: Callable[[Device, OSError], None]) -> None:
         self._on_fault = on_fault
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._workers: Workers | None = None
 
     def start(self, threads: int) -> None:
-        if self._executor is not None:
+        if self._workers is not None:
             raise RuntimeError("the storage service is already started")
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            threads, thread_name_prefix="atoll-storage"
-        )
+        self._workers = Workers(threads, "atoll-storage")
 
     async def stop(self) -> None:
         """Shut the pool down, waiting for the calls running in it."""
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            await workers.stop()
 
-    def pool(self, device_id: int | None = None) -> concurrent.futures.ThreadPoolExecutor:
-        executor = self._executor
-        if executor is None:
+    def _pool(self, device_id: int | None = None) -> Workers:
+        workers = self._workers
+        if workers is None:
             raise StorageError("the storage service is not started", device_id=device_id)
-        return executor
+        return workers
 
     async def run(
         self,
@@ -80,15 +77,14 @@ class DeviceIo:
         discard: Callable[[T], object] | None = None,
     ) -> T:
         """`fn(*args)` in the pool, at most `io_max` at once on `device`; failures
-        translated to storage errors (and device faults reported). `discard` undoes
-        what `fn` returns (closes a reader, aborts a writer) if the caller is
-        cancelled while `fn` runs: otherwise its file descriptor would leak."""
-        executor = self.pool(device.id)
-        abandoned = None if discard is None else _discarding(executor, discard)
+        translated to storage errors (and device faults reported). A caller cancelled
+        while `fn` runs is cancelled once it returned (`atoll.base.workers`), and
+        `discard` undoes what it returned (closes a reader, aborts a writer): otherwise
+        its file descriptor would leak."""
+        workers = self._pool(device.id)
         async with device.io_slots:
-            future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
             try:
-                return await run_to_end(future, abandoned)
+                return await workers.run(fn, *args, discard=discard)
             except StorageError:
                 raise
             except OSError as err:
@@ -101,9 +97,8 @@ class DeviceIo:
 
     async def compute(self, fn: Callable[..., T], *args: Any) -> T:
         """CPU work (no device I/O) in the pool."""
-        future = asyncio.get_running_loop().run_in_executor(self.pool(), fn, *args)
         try:
-            return await run_to_end(future)
+            return await self._pool().run(fn, *args)
         except ErasureError as err:  # a bug here: the arguments were checked
             raise StorageError(f"{type(err).__name__}: {err}") from err
 
@@ -127,46 +122,6 @@ class DeviceIo:
         return None
 
 
-async def run_to_end(future: asyncio.Future[T], abandoned: Callable[[T], None] | None = None) -> T:
-    """Await a call running in a thread. If the awaiting task is cancelled, wait for
-    the call to end before letting the cancellation through: the caller's cleanup
-    (aborting a writer, closing a reader) must not race with it. What the call
-    returned after all goes to `abandoned` (which closes it): the caller never gets it."""
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        while not future.done():
-            # Held back only until the thread returns; re-raised just below.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([future])
-        if not future.cancelled() and future.exception() is None and abandoned is not None:
-            abandoned(future.result())
-        raise
-
-
-def _discarding(
-    executor: concurrent.futures.ThreadPoolExecutor, discard: Callable[[T], object]
-) -> Callable[[T], None]:
-    """`discard` of an abandoned value, run in the pool (inline once the pool is
-    shut down, as the service stops); a failure is logged."""
-
-    def abandoned(value: T) -> None:
-        try:
-            done = executor.submit(discard, value)
-        except RuntimeError:  # the pool is shut down
-            discard(value)
-            return
-        done.add_done_callback(_log_discard_failure)
-
-    return abandoned
-
-
-def _log_discard_failure(done: concurrent.futures.Future[object]) -> None:
-    err = done.exception()
-    if err is not None:
-        log.warning("storage: closing what a cancelled call opened failed: %s", err)
-
-
 def _translate_erasure(err: ErasureError, device_id: int) -> StorageError:
     if isinstance(err, ShardFileCorrupt):
         return ShardCorrupt(
@@ -185,4 +140,4 @@ def _translate_erasure(err: ErasureError, device_id: int) -> StorageError:
     return StorageError(f"{type(err).__name__}: {err}", device_id=device_id)
 
 
-__all__ = ["DeviceIo", "run_to_end"]
+__all__ = ["DeviceIo"]

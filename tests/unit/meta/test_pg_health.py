@@ -154,6 +154,10 @@ def test_random_maps_and_reports_are_judged_as_the_definition_says() -> None:
         health = pg_health(m, reports, trusted)
         assert health.degraded_pgs == degraded_by_definition(m, reports, trusted)
         outcomes.add(
-            "none" if health.degraded_pgs == 0 else "all" if health.degraded_pgs == health.pgs else "some"
+            "none"
+            if health.degraded_pgs == 0
+            else "all"
+            if health.degraded_pgs == health.pgs
+            else "some"
         )
     assert outcomes == {"none", "some", "all"}  # the cases cover each kind of answer

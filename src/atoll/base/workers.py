@@ -4,12 +4,13 @@ one future per call.
 `loop.run_in_executor` on a `concurrent.futures.ThreadPoolExecutor` makes, per call,
 a `concurrent.futures.Future` (with its own condition variable), an asyncio future
 chained to it by callbacks, and, to let the call finish when its caller is cancelled,
-an `asyncio.shield` around that: about 45 µs of CPU per call on the 2-vCPU VM of the
-benchmarks with eight calls in flight, and 80 µs one at a time. The storage service
-makes several such calls per block it reads or writes, so a repair spent about a
-twentieth of its CPU on them. Here a call is a tuple on a `queue.SimpleQueue`, the
-worker thread settles one asyncio future through `call_soon_threadsafe`, and the
-future refuses cancellation while its call runs: about 10 µs and 40 µs.
+an `asyncio.shield` around that: 53-59 µs of CPU per call on the 2-vCPU VM of the
+benchmarks (uvloop) with eight calls in flight, 100-118 µs one at a time. Here a call
+is a tuple on a `queue.SimpleQueue`, the worker thread settles one asyncio future
+through `call_soon_threadsafe`, and the future refuses cancellation while its call
+runs: 15-16 µs and 58-62 µs. The storage service makes several calls per block it
+reads or writes; repair runs alternating with and without this did not differ beyond
+the VM's noise.
 
 **Cancellation.** A thread cannot be stopped, so a caller that is cancelled while
 its call runs stays suspended until the call returns, and only then gets its
@@ -69,10 +70,6 @@ class Workers:
         ]
         for thread in self._threads:
             thread.start()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
 
     async def run(
         self,

@@ -69,7 +69,7 @@ def pg_health(
     since = trusted_from or {}
     for table in m.pg_tables.values():
         serving = _serving_devices(m, reports, since, table.epoch)
-        incomplete = _incomplete_by_device(m, reports, table.pool_id, serving)
+        incomplete = _incomplete_by_device(m, reports, table.pool_id)
         for pg, members in enumerate(table.members):
             pgs += 1
             if not serving.issuperset(members) or any(pg in incomplete.get(d, ()) for d in members):
@@ -101,15 +101,13 @@ def _serving_devices(
 
 
 def _incomplete_by_device(
-    m: ClusterMap, reports: Mapping[int, RepairState], pool_id: int, devices: set[int]
+    m: ClusterMap, reports: Mapping[int, RepairState], pool_id: int
 ) -> dict[int, set[int]]:
     """Device id -> the PGs of the pool its node's report found incomplete (only the
-    devices of nodes that reported any)."""
-    out: dict[int, set[int]] = {}
-    for device_id in devices:
-        report = reports.get(m.devices[device_id].node_id)
-        if report is not None and report.incomplete:
-            pgs = {pg for p, pg in report.incomplete if p == pool_id}
-            if pgs:
-                out[device_id] = pgs
-    return out
+    devices of nodes that found any); each node's set is made once."""
+    by_node: dict[int, set[int]] = {}
+    for node_id, report in reports.items():
+        pgs = {pg for p, pg in report.incomplete if p == pool_id}
+        if pgs:
+            by_node[node_id] = pgs
+    return {d.id: by_node[d.node_id] for d in m.devices.values() if d.node_id in by_node}
